@@ -1,0 +1,22 @@
+//! The pure core of weft: what a run's history is and how a run is matched against it.
+//!
+//! No wasmtime, no tokio, no database: events in, commands out. The engine drives a
+//! [`Machine`] from the guest's host calls; the server persists the events it appends.
+//!
+//! - [`payload`]: payloads and the value types of `weft:workflow/types`;
+//! - [`event`]: the events of a history;
+//! - [`file`]: a run's [`History`] and its versioned JSON form;
+//! - [`machine`]: the replay state machine and non-determinism detection.
+
+pub mod event;
+pub mod file;
+pub mod machine;
+pub mod payload;
+
+pub use event::{Event, EventKind, EventRole, Handle};
+pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
+pub use machine::{DeliveryError, Machine, MachineError, NonDeterminism, Wait};
+pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
+
+#[cfg(test)]
+mod machine_tests;

@@ -1,0 +1,615 @@
+//! The replay state machine: the single place where a run's commands meet its history.
+//!
+//! The engine forwards every host call of the guest here. While recorded events remain, each
+//! command is matched against the next recorded command (a mismatch is a [`NonDeterminism`]) and
+//! its result is read from history; recorded deliveries are fed in at the points where the
+//! original run was waiting for them. Past the end of the history the run is live: commands
+//! append new events and deliveries come from [`Machine::deliver`].
+//!
+//! Which completion `wait-any` returns is a function of the history alone: among the handles
+//! asked for, the one whose completion has the lowest event sequence number among those already
+//! delivered. Replay delivers events no later than the original run did, so it makes the same
+//! choice (see ARCHITECTURE.md, "Why replay picks the same completion").
+
+use std::collections::VecDeque;
+use std::fmt;
+
+use crate::event::{EventKind, EventRole, Handle};
+use crate::file::History;
+use crate::payload::{Completion, Failure, Payload};
+
+/// A replayed command differs from the recorded one.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "non-determinism at event {seq}: the history has `{recorded}` but the workflow now does `{new}`; \
+     the workflow code changed in a way that breaks runs started on the old code (version the change, \
+     or start new runs on the new module)"
+)]
+pub struct NonDeterminism {
+    /// Sequence number of the recorded event that did not match.
+    pub seq: u64,
+    /// The recorded event, as one line.
+    pub recorded: String,
+    /// What the workflow did instead, as one line.
+    pub new: String,
+}
+
+/// Why the machine refused a command of the guest.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MachineError {
+    #[error(transparent)]
+    NonDeterminism(#[from] NonDeterminism),
+    /// Replay-only mode reached the end of the history with the run still going.
+    #[error("replay reached the end of the recorded history")]
+    ReplayEnded,
+    /// The recorded history contradicts itself (a completion for an unknown handle, ...).
+    #[error("history is inconsistent at event {seq}: {problem}")]
+    CorruptHistory { seq: u64, problem: String },
+    /// The guest used the host API wrongly; deterministic, so it fails the run.
+    #[error("{0}")]
+    Misuse(String),
+    /// The run already has its terminal event.
+    #[error("the run is closed")]
+    Closed,
+}
+
+/// Why a delivery from the outside world was refused. Nothing was appended.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("run is closed; the delivery is dropped")]
+    RunClosed,
+    #[error("run is still replaying its history; activate it before delivering")]
+    Replaying,
+    #[error("{0} is not a delivery (only completions, fired timers and signals are)")]
+    NotADelivery(&'static str),
+    #[error("no operation with handle {0}")]
+    UnknownHandle(Handle),
+    #[error("handle {handle} is a {actual}, not a {expected}")]
+    WrongKind {
+        handle: Handle,
+        actual: &'static str,
+        expected: &'static str,
+    },
+    #[error("handle {0} already completed (a duplicate or late delivery)")]
+    AlreadyCompleted(Handle),
+}
+
+/// What `wait-any` found.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Wait {
+    /// `handles[index]` completed with `completion`. `new_activation` is true when the run had
+    /// to wait for it (in the original run, or in the history being replayed).
+    Ready {
+        index: u32,
+        completion: Completion,
+        new_activation: bool,
+    },
+    /// Nothing asked for has completed; the run must suspend until a delivery.
+    Blocked,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum OpKind {
+    Activity,
+    Timer,
+    Child,
+    Signal(String),
+}
+
+impl OpKind {
+    fn label(&self) -> &'static str {
+        match self {
+            OpKind::Activity => "activity",
+            OpKind::Timer => "timer",
+            OpKind::Child => "child workflow",
+            OpKind::Signal(_) => "signal wait",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum OpState {
+    Pending,
+    Ready { seq: u64, completion: Completion },
+    Consumed,
+}
+
+#[derive(Clone, Debug)]
+struct Op {
+    kind: OpKind,
+    state: OpState,
+}
+
+/// SplitMix64: tiny, fast, and fully determined by its seed.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}
+
+/// One run's command/event state machine. Pure: no I/O, no clock (callers pass the time).
+#[derive(Clone, Debug)]
+pub struct Machine {
+    history: History,
+    /// Recorded events before this index have been applied.
+    cursor: usize,
+    /// True once the run has gone past what its history recorded (appended or blocked).
+    live: bool,
+    replay_only: bool,
+    ops: Vec<Op>,
+    unclaimed_signals: VecDeque<(String, Payload)>,
+    rng: SplitMix64,
+    closed: bool,
+}
+
+impl Machine {
+    /// A machine for a run that starts now with `history` (usually only `RunStarted`), or that
+    /// resumes by replaying `history` first. Both are the same thing: recorded events are
+    /// replayed, then the run goes on live.
+    pub fn new(history: History) -> Self {
+        let live = history.events.len() <= 1;
+        Machine {
+            rng: SplitMix64(history.header.seed),
+            // RunStarted carries nothing to apply.
+            cursor: history.events.len().min(1),
+            live,
+            replay_only: false,
+            ops: Vec::new(),
+            unclaimed_signals: VecDeque::new(),
+            closed: false,
+            history,
+        }
+    }
+
+    /// A machine that only checks `history`: reaching its end stops the run with
+    /// [`MachineError::ReplayEnded`] instead of going on live.
+    pub fn replay_only(history: History) -> Self {
+        let mut machine = Machine::new(history);
+        machine.replay_only = true;
+        machine.live = false;
+        machine
+    }
+
+    /// The history so far.
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// Gives the history back.
+    pub fn into_history(self) -> History {
+        self.history
+    }
+
+    /// True while the run is re-executing what its history already recorded; logs are
+    /// suppressed then.
+    pub fn is_replaying(&self) -> bool {
+        !self.live
+    }
+
+    /// How many recorded events replay has consumed (all of them once live).
+    pub fn replayed_events(&self) -> usize {
+        self.cursor
+    }
+
+    /// True once the terminal event is in (or has been replayed from) the history.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// The next value of the run's seeded generator; not recorded.
+    pub fn random_u64(&mut self) -> u64 {
+        self.rng.next()
+    }
+
+    fn next_handle(&self) -> Handle {
+        self.ops.len() as Handle
+    }
+
+    /// `now()`: the recorded time on replay, `now_ms` when live.
+    pub fn now(&mut self, now_ms: u64) -> Result<u64, MachineError> {
+        let seq = self.command(EventKind::TimeRead { now_ms }, now_ms)?;
+        match &self.history.events[seq as usize - 1].kind {
+            EventKind::TimeRead { now_ms } => Ok(*now_ms),
+            _ => unreachable!("matched a TimeRead"),
+        }
+    }
+
+    /// `start-activity`.
+    pub fn start_activity(
+        &mut self,
+        name: String,
+        input: Payload,
+        options: crate::payload::ActivityOptions,
+        now_ms: u64,
+    ) -> Result<Handle, MachineError> {
+        let handle = self.next_handle();
+        let event = EventKind::ActivityScheduled {
+            handle,
+            name,
+            input,
+            options,
+        };
+        self.command(event, now_ms)?;
+        Ok(handle)
+    }
+
+    /// `start-timer`.
+    pub fn start_timer(&mut self, duration_ms: u64, now_ms: u64) -> Result<Handle, MachineError> {
+        let handle = self.next_handle();
+        self.command(
+            EventKind::TimerStarted {
+                handle,
+                duration_ms,
+            },
+            now_ms,
+        )?;
+        Ok(handle)
+    }
+
+    /// `start-child-workflow`. `workflow_id` of `None` means "<parent id>/<handle>".
+    pub fn start_child(
+        &mut self,
+        workflow_type: String,
+        input: Payload,
+        workflow_id: Option<String>,
+        task_queue: Option<String>,
+        now_ms: u64,
+    ) -> Result<Handle, MachineError> {
+        let handle = self.next_handle();
+        let workflow_id = workflow_id
+            .unwrap_or_else(|| format!("{}/{handle}", self.history.header.workflow_id));
+        self.command(
+            EventKind::ChildWorkflowStarted {
+                handle,
+                workflow_type,
+                workflow_id,
+                task_queue,
+                input,
+            },
+            now_ms,
+        )?;
+        Ok(handle)
+    }
+
+    /// `next-signal`.
+    pub fn next_signal(&mut self, name: String, now_ms: u64) -> Result<Handle, MachineError> {
+        let handle = self.next_handle();
+        self.command(EventKind::SignalAwaited { handle, name }, now_ms)?;
+        Ok(handle)
+    }
+
+    /// `cancel`.
+    pub fn cancel(&mut self, handle: Handle, now_ms: u64) -> Result<(), MachineError> {
+        self.check_handle(handle)?;
+        self.command(EventKind::CancelRequested { handle }, now_ms)?;
+        Ok(())
+    }
+
+    /// The run returned `Ok(output)`.
+    pub fn complete(&mut self, output: Payload, now_ms: u64) -> Result<u64, MachineError> {
+        self.command(EventKind::RunCompleted { output }, now_ms)
+    }
+
+    /// The run failed.
+    pub fn fail(
+        &mut self,
+        error: crate::payload::ErrorInfo,
+        now_ms: u64,
+    ) -> Result<u64, MachineError> {
+        self.command(EventKind::RunFailed { error }, now_ms)
+    }
+
+    /// The run continues as a new run with `input`.
+    pub fn continue_as_new(&mut self, input: Payload, now_ms: u64) -> Result<u64, MachineError> {
+        self.command(EventKind::RunContinuedAsNew { input }, now_ms)
+    }
+
+    /// `wait-any`: the completion among `handles` that came first, consuming it.
+    pub fn wait_any(&mut self, handles: &[Handle]) -> Result<Wait, MachineError> {
+        if self.closed {
+            return Err(MachineError::Closed);
+        }
+        if handles.is_empty() {
+            return Err(MachineError::Misuse(
+                "wait-any was called with no handles; it would wait forever".into(),
+            ));
+        }
+        for &h in handles {
+            self.check_handle(h)?;
+            if self.ops[h as usize].state == OpState::Consumed {
+                return Err(MachineError::Misuse(format!(
+                    "wait-any was called with handle {h}, whose completion was already returned"
+                )));
+            }
+        }
+        let mut new_activation = false;
+        loop {
+            let first = handles
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &h)| match &self.ops[h as usize].state {
+                    OpState::Ready { seq, .. } => Some((*seq, i)),
+                    _ => None,
+                })
+                .min();
+            if let Some((_, index)) = first {
+                let op = &mut self.ops[handles[index] as usize];
+                let OpState::Ready { completion, .. } =
+                    std::mem::replace(&mut op.state, OpState::Consumed)
+                else {
+                    unreachable!("picked a ready op")
+                };
+                return Ok(Wait::Ready {
+                    index: index as u32,
+                    completion,
+                    new_activation,
+                });
+            }
+            // Nothing ready: the original run waited here for the next recorded delivery.
+            match self.history.events.get(self.cursor) {
+                Some(event) if event.kind.role() == EventRole::Delivery => {
+                    let (seq, kind) = (event.seq, event.kind.clone());
+                    self.apply_delivery(seq, &kind)
+                        .map_err(|e| MachineError::CorruptHistory {
+                            seq,
+                            problem: e.to_string(),
+                        })?;
+                    self.cursor += 1;
+                    new_activation = true;
+                }
+                Some(event) => {
+                    let waiting: Vec<String> = handles.iter().map(|h| format!("#{h}")).collect();
+                    return Err(NonDeterminism {
+                        seq: event.seq,
+                        recorded: event.kind.to_string(),
+                        new: format!("wait for {}", waiting.join(", ")),
+                    }
+                    .into());
+                }
+                None if self.replay_only => return Err(MachineError::ReplayEnded),
+                None => {
+                    self.live = true;
+                    return Ok(Wait::Blocked);
+                }
+            }
+        }
+    }
+
+    /// Appends a delivery from the outside world (live runs only) and applies it.
+    pub fn deliver(&mut self, kind: EventKind, now_ms: u64) -> Result<u64, DeliveryError> {
+        if self.closed {
+            return Err(DeliveryError::RunClosed);
+        }
+        if self.cursor < self.history.events.len() || self.replay_only {
+            return Err(DeliveryError::Replaying);
+        }
+        if kind.role() != EventRole::Delivery {
+            return Err(DeliveryError::NotADelivery(kind.name()));
+        }
+        let seq = self.history.events.len() as u64 + 1;
+        self.apply_delivery(seq, &kind)?;
+        self.history.append(now_ms, kind);
+        self.cursor = self.history.events.len();
+        Ok(seq)
+    }
+
+    fn check_handle(&self, handle: Handle) -> Result<(), MachineError> {
+        if (handle as usize) < self.ops.len() {
+            Ok(())
+        } else {
+            Err(MachineError::Misuse(format!(
+                "handle {handle} was never returned by the host (handles so far: 0..{})",
+                self.ops.len()
+            )))
+        }
+    }
+
+    /// Records `new` or matches it against the next recorded command; returns its seq.
+    fn command(&mut self, new: EventKind, now_ms: u64) -> Result<u64, MachineError> {
+        if self.closed {
+            return Err(MachineError::Closed);
+        }
+        // Deliveries recorded before this command had arrived before the original run issued it.
+        while let Some(event) = self.history.events.get(self.cursor) {
+            if event.kind.role() != EventRole::Delivery {
+                break;
+            }
+            let (seq, kind) = (event.seq, event.kind.clone());
+            self.apply_delivery(seq, &kind)
+                .map_err(|e| MachineError::CorruptHistory {
+                    seq,
+                    problem: e.to_string(),
+                })?;
+            self.cursor += 1;
+        }
+        let seq = match self.history.events.get(self.cursor) {
+            Some(recorded) => {
+                if !same_command(&recorded.kind, &new) {
+                    return Err(NonDeterminism {
+                        seq: recorded.seq,
+                        recorded: recorded.kind.to_string(),
+                        new: new.to_string(),
+                    }
+                    .into());
+                }
+                self.cursor += 1;
+                recorded.seq
+            }
+            None if self.replay_only => return Err(MachineError::ReplayEnded),
+            None => {
+                self.live = true;
+                let seq = self.history.append(now_ms, new);
+                self.cursor = self.history.events.len();
+                seq
+            }
+        };
+        let recorded = self.history.events[seq as usize - 1].kind.clone();
+        self.apply_command(seq, &recorded);
+        Ok(seq)
+    }
+
+    fn apply_command(&mut self, seq: u64, kind: &EventKind) {
+        match kind {
+            EventKind::ActivityScheduled { .. } => self.push_op(OpKind::Activity),
+            EventKind::TimerStarted { .. } => self.push_op(OpKind::Timer),
+            EventKind::ChildWorkflowStarted { .. } => self.push_op(OpKind::Child),
+            EventKind::SignalAwaited { name, .. } => {
+                self.push_op(OpKind::Signal(name.clone()));
+                if let Some(pos) = self.unclaimed_signals.iter().position(|(n, _)| n == name) {
+                    let (_, payload) = self.unclaimed_signals.remove(pos).unwrap_or_default();
+                    if let Some(op) = self.ops.last_mut() {
+                        op.state = OpState::Ready {
+                            seq,
+                            completion: Completion::Ok(payload),
+                        };
+                    }
+                }
+            }
+            EventKind::CancelRequested { handle } => {
+                // Timers and signal waits are the run's own: cancelling them is immediate.
+                // Activities and children complete with `cancelled` when the outside says so.
+                let op = &mut self.ops[*handle as usize];
+                if op.state == OpState::Pending
+                    && matches!(op.kind, OpKind::Timer | OpKind::Signal(_))
+                {
+                    op.state = OpState::Ready {
+                        seq,
+                        completion: Completion::Err(Failure::Cancelled),
+                    };
+                }
+            }
+            EventKind::RunCompleted { .. }
+            | EventKind::RunFailed { .. }
+            | EventKind::RunContinuedAsNew { .. } => self.closed = true,
+            _ => {}
+        }
+    }
+
+    fn push_op(&mut self, kind: OpKind) {
+        self.ops.push(Op {
+            kind,
+            state: OpState::Pending,
+        });
+    }
+
+    fn apply_delivery(&mut self, seq: u64, kind: &EventKind) -> Result<(), DeliveryError> {
+        let (handle, expected, completion) = match kind {
+            EventKind::ActivityCompleted { handle, completion } => {
+                (*handle, OpKind::Activity, completion.clone())
+            }
+            EventKind::ChildWorkflowCompleted { handle, completion } => {
+                (*handle, OpKind::Child, completion.clone())
+            }
+            EventKind::TimerFired { handle } => {
+                (*handle, OpKind::Timer, Completion::Ok(Payload::default()))
+            }
+            EventKind::SignalReceived { name, payload } => {
+                let waiter = self.ops.iter_mut().find(|op| {
+                    op.state == OpState::Pending && matches!(&op.kind, OpKind::Signal(n) if n == name)
+                });
+                match waiter {
+                    Some(op) => {
+                        op.state = OpState::Ready {
+                            seq,
+                            completion: Completion::Ok(payload.clone()),
+                        }
+                    }
+                    None => self
+                        .unclaimed_signals
+                        .push_back((name.clone(), payload.clone())),
+                }
+                return Ok(());
+            }
+            other => return Err(DeliveryError::NotADelivery(other.name())),
+        };
+        let op = self
+            .ops
+            .get_mut(handle as usize)
+            .ok_or(DeliveryError::UnknownHandle(handle))?;
+        if std::mem::discriminant(&op.kind) != std::mem::discriminant(&expected) {
+            return Err(DeliveryError::WrongKind {
+                handle,
+                actual: op.kind.label(),
+                expected: expected.label(),
+            });
+        }
+        if op.state != OpState::Pending {
+            return Err(DeliveryError::AlreadyCompleted(handle));
+        }
+        op.state = OpState::Ready { seq, completion };
+        Ok(())
+    }
+}
+
+/// Whether a replayed command is the one recorded. Only what determines the run's course is
+/// compared: activity name and input, timer duration, child type, signal name, cancelled handle,
+/// and the run's result. Options such as timeouts may change between versions.
+fn same_command(recorded: &EventKind, new: &EventKind) -> bool {
+    use EventKind as E;
+    match (recorded, new) {
+        (E::TimeRead { .. }, E::TimeRead { .. }) => true,
+        (
+            E::ActivityScheduled {
+                handle: h1,
+                name: n1,
+                input: i1,
+                ..
+            },
+            E::ActivityScheduled {
+                handle: h2,
+                name: n2,
+                input: i2,
+                ..
+            },
+        ) => h1 == h2 && n1 == n2 && i1 == i2,
+        (
+            E::TimerStarted {
+                handle: h1,
+                duration_ms: d1,
+            },
+            E::TimerStarted {
+                handle: h2,
+                duration_ms: d2,
+            },
+        ) => h1 == h2 && d1 == d2,
+        (
+            E::ChildWorkflowStarted {
+                handle: h1,
+                workflow_type: t1,
+                ..
+            },
+            E::ChildWorkflowStarted {
+                handle: h2,
+                workflow_type: t2,
+                ..
+            },
+        ) => h1 == h2 && t1 == t2,
+        (E::SignalAwaited { handle: h1, name: n1 }, E::SignalAwaited { handle: h2, name: n2 }) => {
+            h1 == h2 && n1 == n2
+        }
+        (E::CancelRequested { handle: h1 }, E::CancelRequested { handle: h2 }) => h1 == h2,
+        (E::RunCompleted { output: o1 }, E::RunCompleted { output: o2 }) => o1 == o2,
+        // Failure messages carry source locations; the kind is what the run's course depends on.
+        (E::RunFailed { error: e1 }, E::RunFailed { error: e2 }) => e1.kind == e2.kind,
+        (E::RunContinuedAsNew { input: i1 }, E::RunContinuedAsNew { input: i2 }) => i1 == i2,
+        _ => false,
+    }
+}
+
+impl fmt::Display for Wait {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Wait::Ready {
+                index, completion, ..
+            } => write!(f, "ready [{index}] {completion}"),
+            Wait::Blocked => f.write_str("blocked"),
+        }
+    }
+}
