@@ -1,0 +1,49 @@
+//! Engine settings and the deterministic wasmtime configuration.
+
+/// Limits and allocation strategy of an [`Engine`](crate::Engine).
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Fuel (roughly, Wasm instructions) one activation may burn: the guest code running
+    /// between two waits. Exhausting it fails the run with `CpuBudgetExceeded`.
+    pub fuel_per_activation: u64,
+    /// Largest linear memory of one instance, in bytes. Exceeding it fails the run with
+    /// `MemoryLimitExceeded`.
+    pub max_memory_bytes: usize,
+    /// Use wasmtime's pooling allocator with this many instance slots (faster instantiation,
+    /// memory reserved up front); `None` allocates on demand.
+    pub pooling_instances: Option<u32>,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            // About a second of guest CPU: far above any orchestration step, low enough
+            // that a runaway loop is stopped promptly.
+            fuel_per_activation: 1_000_000_000,
+            max_memory_bytes: 64 << 20,
+            pooling_instances: None,
+        }
+    }
+}
+
+pub(crate) fn wasmtime_config(config: &EngineConfig) -> wasmtime::Config {
+    let mut c = wasmtime::Config::new();
+    c.wasm_component_model(true)
+        .consume_fuel(true)
+        // Determinism: the same bits out for the same bits in, on every machine.
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true);
+    // Threads and component-model async are not compiled into this wasmtime (no `threads`
+    // or `component-model-async` feature): a component cannot turn them on.
+    if let Some(instances) = config.pooling_instances {
+        let mut pool = wasmtime::PoolingAllocationConfig::default();
+        pool.total_component_instances(instances)
+            .total_core_instances(instances)
+            .total_memories(instances)
+            .total_tables(instances)
+            .total_stacks(instances)
+            .max_memory_size(config.max_memory_bytes);
+        c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));
+    }
+    c
+}

@@ -1,0 +1,290 @@
+//! The `weft:workflow/host` functions: each one forwards to the run's [`Machine`].
+//!
+//! The store's data is a [`HostState`] whose [`RunShared`] is also held by the
+//! [`WorkflowRun`](crate::WorkflowRun), so deliveries can reach a run whose guest is suspended
+//! inside `wait-any` (the suspended guest owns the store, the driver owns the run).
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
+
+use wasmtime::StoreContextMut;
+use wasmtime::component::Linker;
+use weft_history::{Machine, MachineError, Payload, Wait};
+
+use crate::clock::Clock;
+use crate::log::{LogRecord, LogSink};
+
+#[allow(dead_code, missing_docs, clippy::all)]
+pub(crate) mod wit {
+    wasmtime::component::bindgen!({ path: "../../wit", world: "workflow" });
+}
+
+use wit::weft::workflow::types as t;
+
+/// The package and version of the host interface the engine provides.
+pub const HOST_INTERFACE: &str = "weft:workflow/host@0.1.0";
+
+/// Why the host stopped the guest with a trap.
+#[derive(Debug)]
+pub(crate) enum Stop {
+    Machine(MachineError),
+    ContinueAsNew,
+}
+
+/// State of one run, shared between the suspended guest and its driver.
+pub(crate) struct RunShared {
+    pub machine: Machine,
+    pub clock: Arc<dyn Clock>,
+    pub log_sink: Option<LogSink>,
+    pub logs_during_replay: bool,
+    /// The last "panicked at ..." line the guest logged, quoted if it then traps.
+    pub panic_message: Option<String>,
+    pub stop: Option<Stop>,
+    /// Set when the guest tried to grow memory past the cap: (requested, cap).
+    pub memory_exceeded: Option<(usize, usize)>,
+}
+
+impl RunShared {
+    /// Turns a machine error into a trap, remembering why.
+    fn stop(&mut self, error: MachineError) -> wasmtime::Error {
+        let message = format!("weft host stopped the workflow: {error}");
+        self.stop = Some(Stop::Machine(error));
+        wasmtime::Error::msg(message)
+    }
+}
+
+/// Caps linear memory; remembers an attempt to exceed the cap.
+pub(crate) struct MemoryCap {
+    pub max_bytes: usize,
+    pub shared: Arc<Mutex<RunShared>>,
+}
+
+impl wasmtime::ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_bytes {
+            lock(&self.shared).memory_exceeded = Some((desired, self.max_bytes));
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes exceeded",
+                self.max_bytes
+            )));
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of a run's store.
+pub(crate) struct HostState {
+    pub shared: Arc<Mutex<RunShared>>,
+    pub limiter: MemoryCap,
+    pub fuel_per_activation: u64,
+}
+
+/// Locks the shared state. A poisoned lock means a host function panicked, which is a bug in
+/// weft; the state is still the last consistent one, so go on with it.
+pub(crate) fn lock(shared: &Mutex<RunShared>) -> MutexGuard<'_, RunShared> {
+    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Runs one machine call for a host function, trapping the guest on a machine error.
+fn with_machine<R>(
+    store: &StoreContextMut<'_, HostState>,
+    f: impl FnOnce(&mut Machine, u64) -> Result<R, MachineError>,
+) -> wasmtime::Result<R> {
+    let mut shared = lock(&store.data().shared);
+    let now = shared.clock.now_ms();
+    f(&mut shared.machine, now).map_err(|e| shared.stop(e))
+}
+
+/// Waits (durably) until one of `handles` completes. Suspends the guest while the machine
+/// says it is blocked; a wait that had to be waited for starts a new activation, with a
+/// fresh fuel budget.
+fn wait_on<'a>(
+    mut store: StoreContextMut<'a, HostState>,
+    handles: Vec<u32>,
+) -> impl Future<Output = wasmtime::Result<(u32, t::Completion)>> + Send + 'a {
+    let mut suspended = false;
+    std::future::poll_fn(move |_cx| {
+        let shared = store.data().shared.clone();
+        let mut shared = lock(&shared);
+        match shared.machine.wait_any(&handles) {
+            Ok(Wait::Ready {
+                index,
+                completion,
+                new_activation,
+            }) => {
+                drop(shared);
+                if suspended || new_activation {
+                    let fuel = store.data().fuel_per_activation;
+                    store.set_fuel(fuel)?;
+                }
+                Poll::Ready(Ok((index, completion_to_wit(completion))))
+            }
+            Ok(Wait::Blocked) => {
+                suspended = true;
+                Poll::Pending
+            }
+            Err(e) => Poll::Ready(Err(shared.stop(e))),
+        }
+    })
+}
+
+pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+    let mut host = linker.instance(HOST_INTERFACE)?;
+    host.func_wrap("now", |store, (): ()| {
+        with_machine(&store, |m, now| m.now(now)).map(|t| (t,))
+    })?;
+    host.func_wrap("random-u64", |store, (): ()| {
+        Ok((lock(&store.data().shared).machine.random_u64(),))
+    })?;
+    host.func_wrap_async("sleep", |store, (duration_ms,): (u64,)| {
+        Box::new(async move {
+            let timer = with_machine(&store, |m, now| m.start_timer(duration_ms, now))?;
+            wait_on(store, vec![timer]).await.map(|_| ())
+        })
+    })?;
+    host.func_wrap(
+        "start-activity",
+        |store, (name, input, options): (String, Vec<u8>, t::ActivityOptions)| {
+            let options = activity_options_from_wit(options);
+            with_machine(&store, |m, now| {
+                m.start_activity(name, Payload(input), options, now)
+            })
+            .map(|h| (h,))
+        },
+    )?;
+    host.func_wrap("start-timer", |store, (duration_ms,): (u64,)| {
+        with_machine(&store, |m, now| m.start_timer(duration_ms, now)).map(|h| (h,))
+    })?;
+    host.func_wrap(
+        "start-child-workflow",
+        |store, (workflow_type, input, options): (String, Vec<u8>, t::ChildOptions)| {
+            with_machine(&store, |m, now| {
+                m.start_child(
+                    workflow_type,
+                    Payload(input),
+                    options.workflow_id,
+                    options.task_queue,
+                    now,
+                )
+            })
+            .map(|h| (h,))
+        },
+    )?;
+    host.func_wrap("next-signal", |store, (name,): (String,)| {
+        with_machine(&store, |m, now| m.next_signal(name, now)).map(|h| (h,))
+    })?;
+    host.func_wrap("cancel", |store, (handle,): (u32,)| {
+        with_machine(&store, |m, now| m.cancel(handle, now))
+    })?;
+    host.func_wrap_async("wait-any", |store, (handles,): (Vec<u32>,)| {
+        Box::new(async move { wait_on(store, handles).await.map(|r| (r,)) })
+    })?;
+    host.func_wrap("log", |store, (level, message): (t::LogLevel, String)| {
+        let mut shared = lock(&store.data().shared);
+        if matches!(level, t::LogLevel::Error) && message.starts_with("panicked at ") {
+            shared.panic_message = Some(message.clone());
+        }
+        let replaying = shared.machine.is_replaying();
+        if let Some(sink) = &shared.log_sink {
+            if !replaying || shared.logs_during_replay {
+                sink(&LogRecord {
+                    level: log_level_from_wit(level),
+                    message,
+                    replaying,
+                    after_event: shared.machine.replayed_events() as u64,
+                    workflow_id: shared.machine.history().header.workflow_id.clone(),
+                    run_id: shared.machine.history().header.run_id.clone(),
+                });
+            }
+        }
+        Ok(())
+    })?;
+    host.func_wrap("info", |store, (): ()| {
+        let shared = lock(&store.data().shared);
+        let h = &shared.machine.history().header;
+        Ok((t::WorkflowInfo {
+            workflow_id: h.workflow_id.clone(),
+            run_id: h.run_id.clone(),
+            workflow_type: h.workflow_type.clone(),
+            task_queue: h.task_queue.clone(),
+            run_number: h.run_number,
+        },))
+    })?;
+    host.func_wrap("continue-as-new", |store, (input,): (Vec<u8>,)| {
+        with_machine(&store, |m, now| m.continue_as_new(Payload(input), now))?;
+        lock(&store.data().shared).stop = Some(Stop::ContinueAsNew);
+        Err::<(), _>(wasmtime::Error::msg("continue-as-new ends the run"))
+    })?;
+    Ok(())
+}
+
+fn log_level_from_wit(level: t::LogLevel) -> crate::log::LogLevel {
+    use crate::log::LogLevel as L;
+    match level {
+        t::LogLevel::Trace => L::Trace,
+        t::LogLevel::Debug => L::Debug,
+        t::LogLevel::Info => L::Info,
+        t::LogLevel::Warn => L::Warn,
+        t::LogLevel::Error => L::Error,
+    }
+}
+
+fn activity_options_from_wit(o: t::ActivityOptions) -> weft_history::ActivityOptions {
+    weft_history::ActivityOptions {
+        task_queue: o.task_queue,
+        start_to_close_timeout_ms: o.start_to_close_timeout_ms,
+        schedule_to_close_timeout_ms: o.schedule_to_close_timeout_ms,
+        heartbeat_timeout_ms: o.heartbeat_timeout_ms,
+        retry: o.retry.map(|r| weft_history::RetryPolicy {
+            initial_interval_ms: r.initial_interval_ms,
+            backoff_coefficient: r.backoff_coefficient,
+            maximum_interval_ms: r.maximum_interval_ms,
+            maximum_attempts: r.maximum_attempts,
+            non_retryable_errors: r.non_retryable_errors,
+        }),
+    }
+}
+
+fn error_info_to_wit(e: weft_history::ErrorInfo) -> t::ErrorInfo {
+    t::ErrorInfo {
+        kind: e.kind,
+        message: e.message,
+        attempts: e.attempts,
+    }
+}
+
+pub(crate) fn error_info_from_wit(e: t::ErrorInfo) -> weft_history::ErrorInfo {
+    weft_history::ErrorInfo {
+        kind: e.kind,
+        message: e.message,
+        attempts: e.attempts,
+    }
+}
+
+fn completion_to_wit(c: weft_history::Completion) -> t::Completion {
+    use weft_history::{Completion as C, Failure as F};
+    match c {
+        C::Ok(payload) => t::Completion::Ok(payload.0),
+        C::Err(failure) => t::Completion::Err(match failure {
+            F::ActivityFailed(e) => t::Failure::ActivityFailed(error_info_to_wit(e)),
+            F::ChildFailed(e) => t::Failure::ChildFailed(error_info_to_wit(e)),
+            F::TimedOut(what) => t::Failure::TimedOut(what),
+            F::Cancelled => t::Failure::Cancelled,
+        }),
+    }
+}
