@@ -2,4 +2,6 @@
 //! One test binary (one link) with a module per area.
 
 mod examples;
+mod nondeterminism;
+mod sandbox;
 mod support;

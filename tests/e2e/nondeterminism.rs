@@ -1,0 +1,52 @@
+//! Replaying a history on a changed module: caught, naming the event.
+
+use serde_json::json as j;
+use weft_engine::replay::{ReplayVerdict, replay};
+use weft_engine::weft_history::ErrorInfo;
+use weft_engine::{RunError, WorkflowRun};
+
+use crate::support::*;
+
+fn hello_v1_history() -> weft_engine::weft_history::History {
+    let engine = engine();
+    let mut h = harness(&engine);
+    h.register("GreetingWorkflow", load(&engine, weft_tests::HELLO_ACTIVITY))
+        .activity("compose_greeting", |_: serde_json::Value| -> Result<String, ErrorInfo> {
+            Ok("Hello, World!".into())
+        });
+    h.run("GreetingWorkflow", "greet", json(j!("World"))).unwrap().history().clone()
+}
+
+#[test]
+fn a_new_version_that_adds_a_timer_fails_replay_naming_the_event() {
+    let engine = engine();
+    let v2 = load(&engine, weft_tests::HELLO_ACTIVITY_V2);
+    let report = replay(&engine, &v2, hello_v1_history()).unwrap();
+    assert!(!report.same_module);
+    let ReplayVerdict::NonDeterminism(nd) = report.verdict else { panic!("{:?}", report.verdict) };
+    assert_eq!(nd.seq, 2);
+    assert_eq!(
+        nd.recorded,
+        r#"ActivityScheduled #0 compose_greeting({"greeting":"Hello","name":"World"})"#
+    );
+    assert_eq!(nd.new, "TimerStarted #0 1000ms");
+}
+
+#[test]
+fn the_same_version_replays_clean() {
+    let engine = engine();
+    let v1 = load(&engine, weft_tests::HELLO_ACTIVITY);
+    let report = replay(&engine, &v1, hello_v1_history()).unwrap();
+    assert!(report.same_module);
+    assert!(matches!(report.verdict, ReplayVerdict::Clean));
+}
+
+#[test]
+fn resuming_a_run_on_another_module_is_refused() {
+    let engine = engine();
+    let v2 = load(&engine, weft_tests::HELLO_ACTIVITY_V2);
+    let err = WorkflowRun::resume(&engine, &v2, hello_v1_history(), Default::default())
+        .err()
+        .expect("refused");
+    assert!(matches!(err, RunError::ModuleMismatch { .. }), "{err}");
+}

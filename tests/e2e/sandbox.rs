@@ -1,0 +1,159 @@
+//! The sandbox: what a component may import and export, and the CPU and memory limits.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json as j;
+use weft_engine::weft_history::EventKind;
+use weft_engine::{Engine, EngineConfig, ModuleError, RunOutcome};
+
+use crate::support::*;
+
+/// A component that imports `import` (an interface with a `now` function) and exports a
+/// well-typed `run`, as a compiler targeting WASI would produce.
+fn component_importing(import: &str) -> Vec<u8> {
+    let wat = format!(
+        r#"(component
+            (import "{import}" (instance $clock (export "now" (func (result u64)))))
+            {RUN_EXPORT}
+        )"#
+    );
+    wat::parse_str(wat).expect("valid WAT")
+}
+
+/// A `run` export with the right signature (its body is never called).
+const RUN_EXPORT: &str = r#"
+    (core module $m
+        (memory (export "memory") 1)
+        (func (export "run") (param i32 i32) (result i32) unreachable)
+        (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable))
+    (core instance $i (instantiate $m))
+    (type $error (record (field "kind" string) (field "message" string) (field "attempts" u32)))
+    (export $error-info "error-info" (type $error))
+    (func (export "run") (param "input" (list u8)) (result (result (list u8) (error $error-info)))
+        (canon lift (core func $i "run") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
+"#;
+
+fn load_err(bytes: &[u8]) -> ModuleError {
+    engine().load(bytes).expect_err("the component must be rejected")
+}
+
+#[test]
+fn a_component_importing_wasi_clocks_is_rejected_naming_the_import() {
+    let err = load_err(&component_importing("wasi:clocks/wall-clock@0.2.0"));
+    assert!(matches!(err, ModuleError::ForbiddenImport { .. }), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "import `wasi:clocks/wall-clock@0.2.0` is not allowed: workflows may import only `weft:workflow/*` \
+         so that replay is deterministic; use `ctx.now()` from weft-sdk, which records the time in history"
+    );
+}
+
+#[test]
+fn a_component_importing_wasi_random_is_rejected_naming_the_import() {
+    let err = load_err(&component_importing("wasi:random/random@0.2.0"));
+    let text = err.to_string();
+    assert!(text.starts_with("import `wasi:random/random@0.2.0` is not allowed"), "{text}");
+    assert!(text.contains("ctx.random()"), "{text}");
+}
+
+#[test]
+fn the_well_formed_test_component_itself_is_accepted_without_imports() {
+    // Guards the two tests above: the same component minus the import loads.
+    let wat = format!("(component {RUN_EXPORT})");
+    engine().load(&wat::parse_str(wat).unwrap()).expect("accepted");
+}
+
+#[test]
+fn a_core_module_is_rejected_as_not_a_component() {
+    let core = wat::parse_str("(module (func (export \"run\")))").unwrap();
+    let err = load_err(&core);
+    assert!(matches!(err, ModuleError::CoreModule), "{err}");
+    assert!(err.to_string().contains("wrap it with `weft build`"));
+}
+
+#[test]
+fn garbage_bytes_are_rejected() {
+    let err = load_err(b"definitely not wasm");
+    assert!(matches!(err, ModuleError::NotWasm { .. }), "{err}");
+    assert!(err.to_string().starts_with("not a WebAssembly file (19 bytes starting 646566696e697465)"), "{err}");
+    let err = load_err(&[0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0, 0xff, 0xff]);
+    assert!(matches!(err, ModuleError::Invalid(_)), "{err}");
+}
+
+#[test]
+fn a_component_with_the_wrong_run_signature_is_rejected() {
+    let wat = r#"(component
+        (core module $m
+            (memory (export "memory") 1)
+            (func (export "run") (param i32) (result i32) unreachable))
+        (core instance $i (instantiate $m))
+        (func (export "run") (param "n" u32) (result u32) (canon lift (core func $i "run")))
+    )"#;
+    let err = load_err(&wat::parse_str(wat).unwrap());
+    assert_eq!(
+        err.to_string(),
+        "the component's `run` export is `func(n: u32) -> u32`, expected \
+         `func(input: list<u8>) -> result<list<u8>, record{kind: string, message: string, attempts: u32}>`; \
+         build it against weft-sdk's `wit/workflow.wit`"
+    );
+    let no_run = wat::parse_str("(component)").unwrap();
+    assert!(matches!(load_err(&no_run), ModuleError::MissingRun));
+}
+
+fn run_edge_case(config: EngineConfig, input: serde_json::Value) -> (RunOutcome, Duration) {
+    let engine = Engine::new(config).unwrap();
+    let mut h = weft_engine::harness::Harness::new(engine.clone(), START_MS, 1);
+    h.register("EdgeCases", load(&engine, weft_tests::EDGE_CASES));
+    let started = Instant::now();
+    let report = h.run("EdgeCases", "edge", json(input)).unwrap();
+    let terminal = report.history().terminal().unwrap().kind.clone();
+    assert!(matches!(terminal, EventKind::RunFailed { .. } | EventKind::RunCompleted { .. }));
+    (report.outcome, started.elapsed())
+}
+
+#[test]
+fn an_infinite_loop_fails_the_run_with_the_cpu_budget_error() {
+    let (outcome, took) = run_edge_case(EngineConfig::default(), j!({"mode": "spin"}));
+    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.kind, "CpuBudgetExceeded");
+    assert!(e.message.starts_with("workflow exceeded its CPU budget of 1000000000 fuel units"), "{}", e.message);
+    // Not a timing assertion on speed, a guard against hanging: fuel stops it.
+    assert!(took < Duration::from_secs(60), "took {took:?}");
+}
+
+#[test]
+fn a_huge_allocation_fails_the_run_with_the_memory_error() {
+    let config = EngineConfig { max_memory_bytes: 16 << 20, ..EngineConfig::default() };
+    let (outcome, _) = run_edge_case(config, j!({"mode": "allocate", "mib": 64}));
+    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.kind, "MemoryLimitExceeded");
+    assert!(e.message.contains("the limit is 16777216 bytes"), "{}", e.message);
+    // Under the cap the same workflow succeeds.
+    let config = EngineConfig { max_memory_bytes: 16 << 20, ..EngineConfig::default() };
+    let (outcome, _) = run_edge_case(config, j!({"mode": "allocate", "mib": 4}));
+    assert_eq!(outcome, RunOutcome::Completed(json(j!(4u64 << 20))));
+}
+
+#[test]
+fn a_guest_panic_fails_the_run_with_the_panic_message() {
+    let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "panic", "message": "the ledger is off by 3"}));
+    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.kind, "Panic");
+    assert!(e.message.starts_with("workflow panicked at "), "{}", e.message);
+    assert!(e.message.contains("the ledger is off by 3"), "{}", e.message);
+}
+
+#[test]
+fn a_workflow_error_fails_the_run_with_its_kind() {
+    let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "fail", "kind": "OutOfStock"}));
+    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!((e.kind.as_str(), e.message.as_str()), ("OutOfStock", "failed on request"));
+}
+
+#[test]
+fn bad_workflow_input_fails_the_run_clearly() {
+    let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "no-such-mode"}));
+    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    assert_eq!(e.kind, "BadInput");
+    assert!(e.message.starts_with("the workflow input does not decode"), "{}", e.message);
+}
