@@ -6,9 +6,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::Failure;
 use crate::bindings::weft::workflow::{host, types as raw};
 use crate::pending::{self, Either, Pending};
-use crate::Failure;
 
 /// The workflow's handle on the world. Cheap; passed to the workflow function by reference.
 #[derive(Debug)]
@@ -224,7 +224,10 @@ impl Ctx {
     }
 
     /// Waits for all of `pending`; results in the same order.
-    pub fn join_all<T: DeserializeOwned>(&self, pending: Vec<Pending<T>>) -> Vec<Result<T, Failure>> {
+    pub fn join_all<T: DeserializeOwned>(
+        &self,
+        pending: Vec<Pending<T>>,
+    ) -> Vec<Result<T, Failure>> {
         pending::join_all(pending)
     }
 

@@ -38,7 +38,9 @@ impl fmt::Display for Failure {
                 "activity failed after {} attempt(s): {}: {}",
                 e.attempts, e.kind, e.message
             ),
-            Failure::ChildFailed(e) => write!(f, "child workflow failed: {}: {}", e.kind, e.message),
+            Failure::ChildFailed(e) => {
+                write!(f, "child workflow failed: {}: {}", e.kind, e.message)
+            }
             Failure::TimedOut(what) => write!(f, "timed out: {what}"),
             Failure::Cancelled => f.write_str("cancelled"),
             Failure::BadPayload(why) => write!(f, "result does not decode: {why}"),
@@ -100,10 +102,17 @@ impl From<Failure> for WorkflowError {
             Failure::Cancelled => "Cancelled".into(),
             Failure::BadPayload(_) => "BadPayload".into(),
         };
-        WorkflowError {
-            kind,
-            message: f.to_string(),
-        }
+        let message = match &f {
+            Failure::ActivityFailed(e) => {
+                format!(
+                    "activity failed after {} attempt(s): {}",
+                    e.attempts, e.message
+                )
+            }
+            Failure::ChildFailed(e) => format!("child workflow failed: {}", e.message),
+            other => other.to_string(),
+        };
+        WorkflowError { kind, message }
     }
 }
 

@@ -50,23 +50,54 @@ fn assert_replays_clean(engine: &Engine, module: &weft_engine::WorkflowModule, r
 }
 
 fn greeting(input: Value) -> Result<String, ErrorInfo> {
-    Ok(format!("{}, {}!", input["greeting"].as_str().unwrap_or(""), input["name"].as_str().unwrap_or("")))
+    Ok(format!(
+        "{}, {}!",
+        input["greeting"].as_str().unwrap_or(""),
+        input["name"].as_str().unwrap_or("")
+    ))
 }
 
 #[test]
 fn hello_activity_greets_the_world() {
-    let (out, report) = run_both_ways(weft_tests::HELLO_ACTIVITY, "GreetingWorkflow", j!("World"), |h| {
-        h.activity("compose_greeting", greeting);
-    });
+    let (out, report) = run_both_ways(
+        weft_tests::HELLO_ACTIVITY,
+        "GreetingWorkflow",
+        j!("World"),
+        |h| {
+            h.activity("compose_greeting", greeting);
+        },
+    );
     assert_eq!(out, j!("Hello, World!"));
-    let names: Vec<&str> = report.history().events.iter().map(|e| e.kind.name()).collect();
-    assert_eq!(names, ["RunStarted", "ActivityScheduled", "ActivityCompleted", "RunCompleted"]);
-    let EventKind::ActivityScheduled { name, input, options, .. } = &report.history().events[1].kind else {
+    let names: Vec<&str> = report
+        .history()
+        .events
+        .iter()
+        .map(|e| e.kind.name())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "RunStarted",
+            "ActivityScheduled",
+            "ActivityCompleted",
+            "RunCompleted"
+        ]
+    );
+    let EventKind::ActivityScheduled {
+        name,
+        input,
+        options,
+        ..
+    } = &report.history().events[1].kind
+    else {
         panic!()
     };
     assert_eq!(name, "compose_greeting");
     assert_eq!(input.0, br#"{"greeting":"Hello","name":"World"}"#);
-    assert_eq!(options.task_queue.as_deref(), Some("hello-activity-task-queue"));
+    assert_eq!(
+        options.task_queue.as_deref(),
+        Some("hello-activity-task-queue")
+    );
     assert_eq!(options.start_to_close_timeout_ms, Some(10_000));
 }
 
@@ -77,19 +108,36 @@ fn ml_pipeline_routes_each_ticket_through_three_queues() {
         "labels": [{"name": "billing", "description": "payments"}, {"name": "bugs", "description": "defects"}]
     });
     let (out, report) = run_both_ways(weft_tests::ML_PIPELINE, "MlPipeline", input, |h| {
-        h.activity("normalize", |texts: Vec<String>| -> Result<Vec<String>, ErrorInfo> {
-            Ok(texts.iter().map(|t| t.trim().to_lowercase()).collect())
-        })
+        h.activity(
+            "normalize",
+            |texts: Vec<String>| -> Result<Vec<String>, ErrorInfo> {
+                Ok(texts.iter().map(|t| t.trim().to_lowercase()).collect())
+            },
+        )
         .activity("classify", |input: Value| -> Result<Value, ErrorInfo> {
             let text = input["text"].as_str().unwrap_or("");
-            let label = if text.contains("charged") { "billing" } else { "bugs" };
+            let label = if text.contains("charged") {
+                "billing"
+            } else {
+                "bugs"
+            };
             Ok(j!({"label": label, "score": 0.9}))
         })
-        .activity("build_routing_table", |input: Value| -> Result<Value, ErrorInfo> {
-            let tickets = input["tickets"].as_array().cloned().unwrap_or_default();
-            let labels = input["classifications"].as_array().cloned().unwrap_or_default();
-            Ok(tickets.iter().zip(labels).map(|(t, c)| j!({"ticket": t, "queue": c["label"]})).collect())
-        });
+        .activity(
+            "build_routing_table",
+            |input: Value| -> Result<Value, ErrorInfo> {
+                let tickets = input["tickets"].as_array().cloned().unwrap_or_default();
+                let labels = input["classifications"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(tickets
+                    .iter()
+                    .zip(labels)
+                    .map(|(t, c)| j!({"ticket": t, "queue": c["label"]}))
+                    .collect())
+            },
+        );
     });
     assert_eq!(
         out,
@@ -111,7 +159,9 @@ fn ml_pipeline_routes_each_ticket_through_three_queues() {
     let inference = Some("inference".to_string());
     assert_eq!(queues, [cpu.clone(), inference.clone(), inference, cpu]);
     let retry = report.history().events.iter().find_map(|e| match &e.kind {
-        EventKind::ActivityScheduled { name, options, .. } if name == "classify" => options.retry.clone(),
+        EventKind::ActivityScheduled { name, options, .. } if name == "classify" => {
+            options.retry.clone()
+        }
         _ => None,
     });
     assert_eq!(retry.map(|r| r.maximum_attempts), Some(5));
@@ -119,7 +169,12 @@ fn ml_pipeline_routes_each_ticket_through_three_queues() {
 
 #[test]
 fn timers_and_random_are_recorded_and_time_skips() {
-    let (out, report) = run_both_ways(weft_tests::TIMERS_AND_RANDOM, "TimersAndRandom", j!({"sleep_ms": 50}), |_| {});
+    let (out, report) = run_both_ways(
+        weft_tests::TIMERS_AND_RANDOM,
+        "TimersAndRandom",
+        j!({"sleep_ms": 50}),
+        |_| {},
+    );
     assert_eq!(out["started_ms"], j!(START_MS));
     assert_eq!(out["woke_ms"], j!(START_MS + 50));
     assert_eq!(out["slept_at_least_ms"], j!(true));
@@ -128,9 +183,20 @@ fn timers_and_random_are_recorded_and_time_skips() {
     assert_eq!(uuid.len(), 36);
     assert_eq!(&uuid[14..15], "4", "version 4 uuid: {uuid}");
     // A run with the same seed draws the same values; the seed is in the history.
-    let (again, _) = run_both_ways(weft_tests::TIMERS_AND_RANDOM, "TimersAndRandom", j!({"sleep_ms": 50}), |_| {});
+    let (again, _) = run_both_ways(
+        weft_tests::TIMERS_AND_RANDOM,
+        "TimersAndRandom",
+        j!({"sleep_ms": 50}),
+        |_| {},
+    );
     assert_eq!(again, out);
-    assert!(report.history().events.iter().any(|e| matches!(e.kind, EventKind::CancelRequested { .. })));
+    assert!(
+        report
+            .history()
+            .events
+            .iter()
+            .any(|e| matches!(e.kind, EventKind::CancelRequested { .. }))
+    );
 }
 
 #[test]
@@ -156,34 +222,66 @@ fn fan_out_refuses_more_than_a_thousand() {
     let mut h = harness(&engine);
     h.register("FanOut", load(&engine, weft_tests::FAN_OUT));
     let report = h.run("FanOut", "wf", json(j!({"n": 1001}))).unwrap();
-    let RunOutcome::Failed(e) = report.outcome else { panic!("{:?}", report.outcome) };
+    let RunOutcome::Failed(e) = report.outcome else {
+        panic!("{:?}", report.outcome)
+    };
     assert_eq!(e.kind, "BadInput");
     assert!(e.message.contains("at most 1000"), "{}", e.message);
 }
 
 #[test]
 fn approval_takes_the_signal_when_it_comes_first() {
-    let (out, report) = run_both_ways(weft_tests::APPROVAL, "Approval", j!({"request": "deploy", "timeout_ms": 3_600_000}), |h| {
-        h.signal("approve", json(j!({"approver": "ada"})), 60_000);
-    });
-    assert_eq!(out, j!({"request": "deploy", "approved": true, "approver": "ada"}));
-    assert_eq!(report.history().terminal().unwrap().timestamp_ms, START_MS + 60_000);
+    let (out, report) = run_both_ways(
+        weft_tests::APPROVAL,
+        "Approval",
+        j!({"request": "deploy", "timeout_ms": 3_600_000}),
+        |h| {
+            h.signal("approve", json(j!({"approver": "ada"})), 60_000);
+        },
+    );
+    assert_eq!(
+        out,
+        j!({"request": "deploy", "approved": true, "approver": "ada"})
+    );
+    assert_eq!(
+        report.history().terminal().unwrap().timestamp_ms,
+        START_MS + 60_000
+    );
 }
 
 #[test]
 fn approval_times_out_when_no_signal_comes() {
-    let (out, report) = run_both_ways(weft_tests::APPROVAL, "Approval", j!({"request": "deploy", "timeout_ms": 1_000}), |h| {
-        h.signal("approve", json(j!({"approver": "late"})), 5_000);
-    });
-    assert_eq!(out, j!({"request": "deploy", "approved": false, "approver": null}));
-    assert_eq!(report.history().terminal().unwrap().timestamp_ms, START_MS + 1_000);
+    let (out, report) = run_both_ways(
+        weft_tests::APPROVAL,
+        "Approval",
+        j!({"request": "deploy", "timeout_ms": 1_000}),
+        |h| {
+            h.signal("approve", json(j!({"approver": "late"})), 5_000);
+        },
+    );
+    assert_eq!(
+        out,
+        j!({"request": "deploy", "approved": false, "approver": null})
+    );
+    assert_eq!(
+        report.history().terminal().unwrap().timestamp_ms,
+        START_MS + 1_000
+    );
 }
 
 #[test]
 fn saga_compensates_in_reverse_order_when_a_step_fails() {
     let (out, report) = run_both_ways(weft_tests::SAGA, "Saga", j!({"traveller": "ada"}), |h| {
-        for step in ["reserve_flight", "reserve_hotel", "cancel_flight", "cancel_hotel", "refund_card"] {
-            h.activity(step, move |_: Value| -> Result<String, ErrorInfo> { Ok(format!("{step} ok")) });
+        for step in [
+            "reserve_flight",
+            "reserve_hotel",
+            "cancel_flight",
+            "cancel_hotel",
+            "refund_card",
+        ] {
+            h.activity(step, move |_: Value| -> Result<String, ErrorInfo> {
+                Ok(format!("{step} ok"))
+            });
         }
         h.activity("charge_card", |_: Value| -> Result<String, ErrorInfo> {
             Err(ErrorInfo::new("CardDeclined", "insufficient funds"))
@@ -191,7 +289,13 @@ fn saga_compensates_in_reverse_order_when_a_step_fails() {
     });
     assert_eq!(out["booked"], j!(false));
     assert_eq!(out["done"], j!(["reserve_flight", "reserve_hotel"]));
-    assert_eq!(out["compensated"], j!(["cancel_hotel (for reserve_hotel)", "cancel_flight (for reserve_flight)"]));
+    assert_eq!(
+        out["compensated"],
+        j!([
+            "cancel_hotel (for reserve_hotel)",
+            "cancel_flight (for reserve_flight)"
+        ])
+    );
     assert!(out["error"].as_str().unwrap().contains("CardDeclined"));
     let order: Vec<String> = report
         .history()
@@ -202,14 +306,25 @@ fn saga_compensates_in_reverse_order_when_a_step_fails() {
             _ => None,
         })
         .collect();
-    assert_eq!(order, ["reserve_flight", "reserve_hotel", "charge_card", "cancel_hotel", "cancel_flight"]);
+    assert_eq!(
+        order,
+        [
+            "reserve_flight",
+            "reserve_hotel",
+            "charge_card",
+            "cancel_hotel",
+            "cancel_flight"
+        ]
+    );
 }
 
 #[test]
 fn saga_books_when_every_step_succeeds() {
     let (out, _) = run_both_ways(weft_tests::SAGA, "Saga", j!({"traveller": "ada"}), |h| {
         for step in ["reserve_flight", "reserve_hotel", "charge_card"] {
-            h.activity(step, move |_: Value| -> Result<String, ErrorInfo> { Ok(format!("{step} ok")) });
+            h.activity(step, move |_: Value| -> Result<String, ErrorInfo> {
+                Ok(format!("{step} ok"))
+            });
         }
     });
     assert_eq!(out["booked"], j!(true));
@@ -222,19 +337,36 @@ fn continue_as_new_starts_numbered_runs_until_done() {
     let mut h = harness(&engine);
     h.register("EdgeCases", load(&engine, weft_tests::EDGE_CASES));
     let report = h
-        .run("EdgeCases", "counter", json(j!({"mode": "count", "run": 1, "until": 3, "seen": []})))
+        .run(
+            "EdgeCases",
+            "counter",
+            json(j!({"mode": "count", "run": 1, "until": 3, "seen": []})),
+        )
         .unwrap();
     assert_eq!(report.outcome, RunOutcome::Completed(json(j!([1, 2, 3]))));
     assert_eq!(report.runs.len(), 3);
     let numbers: Vec<u32> = report.runs.iter().map(|r| r.header.run_number).collect();
     assert_eq!(numbers, [1, 2, 3]);
-    assert!(report.runs.iter().all(|r| r.header.workflow_id == "counter"));
-    assert!(matches!(report.runs[0].terminal().unwrap().kind, EventKind::RunContinuedAsNew { .. }));
+    assert!(
+        report
+            .runs
+            .iter()
+            .all(|r| r.header.workflow_id == "counter")
+    );
+    assert!(matches!(
+        report.runs[0].terminal().unwrap().kind,
+        EventKind::RunContinuedAsNew { .. }
+    ));
 }
 
 #[test]
 fn child_workflows_run_and_return_to_the_parent() {
-    let (out, report) = run_both_ways(weft_tests::EDGE_CASES, "EdgeCases", j!({"mode": "children", "n": 4}), |_| {});
+    let (out, report) = run_both_ways(
+        weft_tests::EDGE_CASES,
+        "EdgeCases",
+        j!({"mode": "children", "n": 4}),
+        |_| {},
+    );
     assert_eq!(out, j!(6));
     let ids: Vec<String> = report
         .history()

@@ -10,11 +10,18 @@ use crate::support::*;
 fn hello_v1_history() -> weft_engine::weft_history::History {
     let engine = engine();
     let mut h = harness(&engine);
-    h.register("GreetingWorkflow", load(&engine, weft_tests::HELLO_ACTIVITY))
-        .activity("compose_greeting", |_: serde_json::Value| -> Result<String, ErrorInfo> {
-            Ok("Hello, World!".into())
-        });
-    h.run("GreetingWorkflow", "greet", json(j!("World"))).unwrap().history().clone()
+    h.register(
+        "GreetingWorkflow",
+        load(&engine, weft_tests::HELLO_ACTIVITY),
+    )
+    .activity(
+        "compose_greeting",
+        |_: serde_json::Value| -> Result<String, ErrorInfo> { Ok("Hello, World!".into()) },
+    );
+    h.run("GreetingWorkflow", "greet", json(j!("World")))
+        .unwrap()
+        .history()
+        .clone()
 }
 
 #[test]
@@ -23,7 +30,9 @@ fn a_new_version_that_adds_a_timer_fails_replay_naming_the_event() {
     let v2 = load(&engine, weft_tests::HELLO_ACTIVITY_V2);
     let report = replay(&engine, &v2, hello_v1_history()).unwrap();
     assert!(!report.same_module);
-    let ReplayVerdict::NonDeterminism(nd) = report.verdict else { panic!("{:?}", report.verdict) };
+    let ReplayVerdict::NonDeterminism(nd) = report.verdict else {
+        panic!("{:?}", report.verdict)
+    };
     assert_eq!(nd.seq, 2);
     assert_eq!(
         nd.recorded,

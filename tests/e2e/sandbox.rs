@@ -34,7 +34,9 @@ const RUN_EXPORT: &str = r#"
 "#;
 
 fn load_err(bytes: &[u8]) -> ModuleError {
-    engine().load(bytes).expect_err("the component must be rejected")
+    engine()
+        .load(bytes)
+        .expect_err("the component must be rejected")
 }
 
 #[test]
@@ -52,7 +54,10 @@ fn a_component_importing_wasi_clocks_is_rejected_naming_the_import() {
 fn a_component_importing_wasi_random_is_rejected_naming_the_import() {
     let err = load_err(&component_importing("wasi:random/random@0.2.0"));
     let text = err.to_string();
-    assert!(text.starts_with("import `wasi:random/random@0.2.0` is not allowed"), "{text}");
+    assert!(
+        text.starts_with("import `wasi:random/random@0.2.0` is not allowed"),
+        "{text}"
+    );
     assert!(text.contains("ctx.random()"), "{text}");
 }
 
@@ -60,7 +65,9 @@ fn a_component_importing_wasi_random_is_rejected_naming_the_import() {
 fn the_well_formed_test_component_itself_is_accepted_without_imports() {
     // Guards the two tests above: the same component minus the import loads.
     let wat = format!("(component {RUN_EXPORT})");
-    engine().load(&wat::parse_str(wat).unwrap()).expect("accepted");
+    engine()
+        .load(&wat::parse_str(wat).unwrap())
+        .expect("accepted");
 }
 
 #[test]
@@ -75,7 +82,11 @@ fn a_core_module_is_rejected_as_not_a_component() {
 fn garbage_bytes_are_rejected() {
     let err = load_err(b"definitely not wasm");
     assert!(matches!(err, ModuleError::NotWasm { .. }), "{err}");
-    assert!(err.to_string().starts_with("not a WebAssembly file (19 bytes starting 646566696e697465)"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("not a WebAssembly file (19 bytes starting 646566696e697465)"),
+        "{err}"
+    );
     let err = load_err(&[0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0, 0xff, 0xff]);
     assert!(matches!(err, ModuleError::Invalid(_)), "{err}");
 }
@@ -107,53 +118,102 @@ fn run_edge_case(config: EngineConfig, input: serde_json::Value) -> (RunOutcome,
     let started = Instant::now();
     let report = h.run("EdgeCases", "edge", json(input)).unwrap();
     let terminal = report.history().terminal().unwrap().kind.clone();
-    assert!(matches!(terminal, EventKind::RunFailed { .. } | EventKind::RunCompleted { .. }));
+    assert!(matches!(
+        terminal,
+        EventKind::RunFailed { .. } | EventKind::RunCompleted { .. }
+    ));
     (report.outcome, started.elapsed())
 }
 
 #[test]
 fn an_infinite_loop_fails_the_run_with_the_cpu_budget_error() {
     let (outcome, took) = run_edge_case(EngineConfig::default(), j!({"mode": "spin"}));
-    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    let RunOutcome::Failed(e) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(e.kind, "CpuBudgetExceeded");
-    assert!(e.message.starts_with("workflow exceeded its CPU budget of 1000000000 fuel units"), "{}", e.message);
+    assert!(
+        e.message
+            .starts_with("workflow exceeded its CPU budget of 1000000000 fuel units"),
+        "{}",
+        e.message
+    );
     // Not a timing assertion on speed, a guard against hanging: fuel stops it.
     assert!(took < Duration::from_secs(60), "took {took:?}");
 }
 
 #[test]
 fn a_huge_allocation_fails_the_run_with_the_memory_error() {
-    let config = EngineConfig { max_memory_bytes: 16 << 20, ..EngineConfig::default() };
+    let config = EngineConfig {
+        max_memory_bytes: 16 << 20,
+        ..EngineConfig::default()
+    };
     let (outcome, _) = run_edge_case(config, j!({"mode": "allocate", "mib": 64}));
-    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    let RunOutcome::Failed(e) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(e.kind, "MemoryLimitExceeded");
-    assert!(e.message.contains("the limit is 16777216 bytes"), "{}", e.message);
+    assert!(
+        e.message.contains("the limit is 16777216 bytes"),
+        "{}",
+        e.message
+    );
     // Under the cap the same workflow succeeds.
-    let config = EngineConfig { max_memory_bytes: 16 << 20, ..EngineConfig::default() };
+    let config = EngineConfig {
+        max_memory_bytes: 16 << 20,
+        ..EngineConfig::default()
+    };
     let (outcome, _) = run_edge_case(config, j!({"mode": "allocate", "mib": 4}));
     assert_eq!(outcome, RunOutcome::Completed(json(j!(4u64 << 20))));
 }
 
 #[test]
 fn a_guest_panic_fails_the_run_with_the_panic_message() {
-    let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "panic", "message": "the ledger is off by 3"}));
-    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    let (outcome, _) = run_edge_case(
+        EngineConfig::default(),
+        j!({"mode": "panic", "message": "the ledger is off by 3"}),
+    );
+    let RunOutcome::Failed(e) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(e.kind, "Panic");
-    assert!(e.message.starts_with("workflow panicked at "), "{}", e.message);
-    assert!(e.message.contains("the ledger is off by 3"), "{}", e.message);
+    assert!(
+        e.message.starts_with("workflow panicked at "),
+        "{}",
+        e.message
+    );
+    assert!(
+        e.message.contains("the ledger is off by 3"),
+        "{}",
+        e.message
+    );
 }
 
 #[test]
 fn a_workflow_error_fails_the_run_with_its_kind() {
-    let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "fail", "kind": "OutOfStock"}));
-    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
-    assert_eq!((e.kind.as_str(), e.message.as_str()), ("OutOfStock", "failed on request"));
+    let (outcome, _) = run_edge_case(
+        EngineConfig::default(),
+        j!({"mode": "fail", "kind": "OutOfStock"}),
+    );
+    let RunOutcome::Failed(e) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(
+        (e.kind.as_str(), e.message.as_str()),
+        ("OutOfStock", "failed on request")
+    );
 }
 
 #[test]
 fn bad_workflow_input_fails_the_run_clearly() {
     let (outcome, _) = run_edge_case(EngineConfig::default(), j!({"mode": "no-such-mode"}));
-    let RunOutcome::Failed(e) = outcome else { panic!("{outcome:?}") };
+    let RunOutcome::Failed(e) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(e.kind, "BadInput");
-    assert!(e.message.starts_with("the workflow input does not decode"), "{}", e.message);
+    assert!(
+        e.message.starts_with("the workflow input does not decode"),
+        "{}",
+        e.message
+    );
 }

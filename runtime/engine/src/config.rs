@@ -37,10 +37,12 @@ pub(crate) fn wasmtime_config(config: &EngineConfig) -> wasmtime::Config {
     // or `component-model-async` feature): a component cannot turn them on.
     if let Some(instances) = config.pooling_instances {
         let mut pool = wasmtime::PoolingAllocationConfig::default();
+        // wit-component wraps a guest in a few core instances (the guest, its shims), each
+        // with a table; one memory per guest.
         pool.total_component_instances(instances)
-            .total_core_instances(instances)
+            .total_core_instances(instances.saturating_mul(4))
             .total_memories(instances)
-            .total_tables(instances)
+            .total_tables(instances.saturating_mul(4))
             .total_stacks(instances)
             .max_memory_size(config.max_memory_bytes);
         c.allocation_strategy(wasmtime::InstanceAllocationStrategy::Pooling(pool));

@@ -32,7 +32,9 @@ pub enum ModuleError {
         "import `{import}` is not allowed: workflows may import only `weft:workflow/*` so that replay is deterministic; {hint}"
     )]
     ForbiddenImport { import: String, hint: &'static str },
-    #[error("the component exports no `run` function; export the workflow with `weft_sdk::workflow!`")]
+    #[error(
+        "the component exports no `run` function; export the workflow with `weft_sdk::workflow!`"
+    )]
     MissingRun,
     #[error(
         "the component's `run` export is `{found}`, expected `{}`; build it against weft-sdk's `wit/workflow.wit`",
@@ -129,5 +131,12 @@ impl Engine {
             sha256: module_sha256(bytes),
             pre,
         })
+    }
+
+    /// Instantiates `module` in a fresh store and drops it: what starting or rebuilding a
+    /// run costs before the guest runs. For benchmarks.
+    #[doc(hidden)]
+    pub fn instantiate_only(&self, module: &WorkflowModule) -> Result<(), String> {
+        crate::run::instantiate_only(self, module)
     }
 }

@@ -41,7 +41,10 @@ pub enum HarnessError {
     #[error(
         "workflow {workflow_id} is blocked on {waiting} and nothing can complete it (no timer pending, no signal scheduled)"
     )]
-    Stuck { workflow_id: String, waiting: String },
+    Stuck {
+        workflow_id: String,
+        waiting: String,
+    },
     #[error("delivery refused: {0}")]
     Delivery(#[from] DeliveryError),
     #[error("workflow {workflow_id} did not finish within {limit} activations")]
@@ -136,11 +139,17 @@ impl Harness {
         let activity = name.to_owned();
         self.raw_activity(name, move |input| {
             let input: I = serde_json::from_slice(&input.0).map_err(|e| {
-                ErrorInfo::new("BadInput", format!("input of `{activity}` does not decode: {e}"))
+                ErrorInfo::new(
+                    "BadInput",
+                    format!("input of `{activity}` does not decode: {e}"),
+                )
             })?;
             let output = f(input)?;
             serde_json::to_vec(&output).map(Payload).map_err(|e| {
-                ErrorInfo::new("BadOutput", format!("output of `{activity}` does not encode: {e}"))
+                ErrorInfo::new(
+                    "BadOutput",
+                    format!("output of `{activity}` does not encode: {e}"),
+                )
             })
         })
     }
@@ -251,7 +260,9 @@ impl Harness {
         let mut children = Vec::new();
         for _ in 0..self.max_activations {
             match run.activate()? {
-                Activation::Finished(outcome) => return Ok((outcome, run.into_history(), children)),
+                Activation::Finished(outcome) => {
+                    return Ok((outcome, run.into_history(), children));
+                }
                 Activation::ReplayEnded => {
                     return Err(RunError::Engine("a live run reached replay's end".into()).into());
                 }
@@ -262,7 +273,10 @@ impl Harness {
             for event in new_events {
                 match event.kind {
                     EventKind::ActivityScheduled {
-                        handle, name, input, ..
+                        handle,
+                        name,
+                        input,
+                        ..
                     } => activities.push((handle, name, input)),
                     EventKind::TimerStarted {
                         handle,

@@ -30,6 +30,8 @@ pub const HOST_INTERFACE: &str = "weft:workflow/host@0.1.0";
 pub(crate) enum Stop {
     Machine(MachineError),
     ContinueAsNew,
+    /// The instance could not be created; not the guest's doing.
+    Instantiate(String),
 }
 
 /// State of one run, shared between the suspended guest and its driver.
@@ -97,7 +99,9 @@ pub(crate) struct HostState {
 /// Locks the shared state. A poisoned lock means a host function panicked, which is a bug in
 /// weft; the state is still the last consistent one, so go on with it.
 pub(crate) fn lock(shared: &Mutex<RunShared>) -> MutexGuard<'_, RunShared> {
-    shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Runs one machine call for a host function, trapping the guest on a machine error.

@@ -93,6 +93,8 @@ pub enum RunError {
     },
     #[error(transparent)]
     History(#[from] weft_history::HistoryFileError),
+    #[error("cannot instantiate the workflow ({0}); nothing was recorded, activate it again later")]
+    Instantiate(String),
     #[error("engine failure: {0}")]
     Engine(String),
 }
@@ -110,7 +112,12 @@ pub struct WorkflowRun {
 
 impl WorkflowRun {
     /// Starts a new run of `module`.
-    pub fn start(engine: &Engine, module: &WorkflowModule, new: NewRun, options: RunOptions) -> Self {
+    pub fn start(
+        engine: &Engine,
+        module: &WorkflowModule,
+        new: NewRun,
+        options: RunOptions,
+    ) -> Self {
         let header = RunHeader {
             workflow_id: new.workflow_id,
             run_id: new.run_id,
@@ -141,7 +148,12 @@ impl WorkflowRun {
                 actual: module.sha256().to_owned(),
             });
         }
-        Ok(Self::with_machine(engine, module, Machine::new(history), options))
+        Ok(Self::with_machine(
+            engine,
+            module,
+            Machine::new(history),
+            options,
+        ))
     }
 
     /// A run that only re-executes `history` on `module` (any version) to check it; it ends
@@ -168,32 +180,22 @@ impl WorkflowRun {
         options: RunOptions,
     ) -> Self {
         let input = machine.history().header.input.0.clone();
-        let shared = Arc::new(Mutex::new(RunShared {
-            machine,
-            clock: options.clock,
-            log_sink: options.log_sink,
-            logs_during_replay: options.logs_during_replay,
-            panic_message: None,
-            stop: None,
-            memory_exceeded: None,
-        }));
-        let fuel = engine.config().fuel_per_activation;
-        let mut store = Store::new(
-            engine.wasmtime(),
-            HostState {
-                shared: shared.clone(),
-                limiter: MemoryCap {
-                    max_bytes: engine.config().max_memory_bytes,
-                    shared: shared.clone(),
-                },
-                fuel_per_activation: fuel,
-            },
-        );
-        store.limiter(|state| &mut state.limiter);
+        let shared = new_shared(machine, options);
+        let store = new_store(engine, shared.clone());
         let pre = module.pre().clone();
+        let instantiate_failed = shared.clone();
         let guest: GuestFuture = Box::pin(async move {
-            store.set_fuel(fuel)?;
-            let instance = pre.instantiate_async(&mut store).await?;
+            let mut store = store?;
+            let instance = match pre.instantiate_async(&mut store).await {
+                Ok(instance) => instance,
+                Err(e) => {
+                    // Not the workflow's doing (e.g. the instance pool is full): nothing is
+                    // recorded, the run can be activated again later.
+                    let message = format!("{e:#}");
+                    lock(&instantiate_failed).stop = Some(Stop::Instantiate(message.clone()));
+                    return Err(wasmtime::Error::msg(message));
+                }
+            };
             let run = instance.get_typed_func::<(Vec<u8>,), (Result<Vec<u8>, wit::weft::workflow::types::ErrorInfo>,)>(
                 &mut store, "run",
             )?;
@@ -204,7 +206,7 @@ impl WorkflowRun {
             shared,
             guest: Some(guest),
             finished: None,
-            fuel_per_activation: fuel,
+            fuel_per_activation: engine.config().fuel_per_activation,
         }
     }
 
@@ -243,6 +245,9 @@ impl WorkflowRun {
                 Err(ErrorInfo::new("HostCallMisuse", message))
             }
             (Some(Stop::Machine(error)), _) => return machine_error(error),
+            (Some(Stop::Instantiate(message)), _) => {
+                return Err(RunError::Instantiate(message));
+            }
             (None, Ok(Ok(output))) => Ok(Payload(output)),
             (None, Ok(Err(error))) => Err(host::error_info_from_wit(error)),
             (None, Err(trap)) => Err(self.classify_trap(&shared, &trap)),
@@ -260,7 +265,10 @@ impl WorkflowRun {
         match recorded {
             Ok(outcome) => {
                 // On replay the recorded terminal event is the truth (its message may differ).
-                let outcome = match (&outcome, shared.machine.history().terminal().map(|e| &e.kind)) {
+                let outcome = match (
+                    &outcome,
+                    shared.machine.history().terminal().map(|e| &e.kind),
+                ) {
                     (RunOutcome::Failed(_), Some(EventKind::RunFailed { error })) => {
                         RunOutcome::Failed(error.clone())
                     }
@@ -348,4 +356,63 @@ fn machine_error(error: MachineError) -> Result<Activation, RunError> {
         }
         other => Err(RunError::Engine(other.to_string())),
     }
+}
+
+/// See [`Engine::instantiate_only`].
+pub(crate) fn instantiate_only(engine: &Engine, module: &WorkflowModule) -> Result<(), String> {
+    let header = RunHeader {
+        workflow_id: String::new(),
+        run_id: String::new(),
+        workflow_type: String::new(),
+        task_queue: String::new(),
+        run_number: 1,
+        module_sha256: module.sha256().to_owned(),
+        input: Payload::null(),
+        seed: 0,
+    };
+    let shared = new_shared(
+        Machine::new(History::start(header, 0)),
+        RunOptions::default(),
+    );
+    let mut store = new_store(engine, shared).map_err(|e| format!("{e:#}"))?;
+    let mut instantiate = Box::pin(module.pre().instantiate_async(&mut store));
+    match instantiate
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
+    {
+        Poll::Ready(Ok(_)) => Ok(()),
+        Poll::Ready(Err(e)) => Err(format!("{e:#}")),
+        Poll::Pending => Err("instantiation suspended".into()),
+    }
+}
+
+fn new_shared(machine: Machine, options: RunOptions) -> Arc<Mutex<RunShared>> {
+    Arc::new(Mutex::new(RunShared {
+        machine,
+        clock: options.clock,
+        log_sink: options.log_sink,
+        logs_during_replay: options.logs_during_replay,
+        panic_message: None,
+        stop: None,
+        memory_exceeded: None,
+    }))
+}
+
+/// A store for one run, with the memory cap and a full fuel tank.
+fn new_store(engine: &Engine, shared: Arc<Mutex<RunShared>>) -> wasmtime::Result<Store<HostState>> {
+    let fuel = engine.config().fuel_per_activation;
+    let mut store = Store::new(
+        engine.wasmtime(),
+        HostState {
+            shared: shared.clone(),
+            limiter: MemoryCap {
+                max_bytes: engine.config().max_memory_bytes,
+                shared,
+            },
+            fuel_per_activation: fuel,
+        },
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.set_fuel(fuel)?;
+    Ok(store)
 }

@@ -1,7 +1,7 @@
 //! What a workflow component may import and must export, checked before it is accepted.
 
-use wasmtime::component::types::{ComponentItem, Type};
 use wasmtime::component::Component;
+use wasmtime::component::types::{ComponentItem, Type};
 
 use crate::ModuleError;
 
@@ -11,13 +11,34 @@ pub const ALLOWED_IMPORT_PREFIX: &str = "weft:workflow/";
 /// What to use instead of a forbidden import, by interface name prefix.
 fn hint_for(import: &str) -> &'static str {
     const HINTS: &[(&str, &str)] = &[
-        ("wasi:clocks/wall-clock", "use `ctx.now()` from weft-sdk, which records the time in history"),
-        ("wasi:clocks/monotonic-clock", "use `ctx.now()` or `ctx.sleep()` from weft-sdk"),
-        ("wasi:random/", "use `ctx.random()` or `ctx.uuid()` from weft-sdk, seeded per run"),
-        ("wasi:filesystem/", "do file access in an activity, run by a native worker"),
-        ("wasi:sockets/", "do network access in an activity, run by a native worker"),
-        ("wasi:http/", "do HTTP calls in an activity, run by a native worker"),
-        ("wasi:cli/", "workflows have no process environment: pass data in the input"),
+        (
+            "wasi:clocks/wall-clock",
+            "use `ctx.now()` from weft-sdk, which records the time in history",
+        ),
+        (
+            "wasi:clocks/monotonic-clock",
+            "use `ctx.now()` or `ctx.sleep()` from weft-sdk",
+        ),
+        (
+            "wasi:random/",
+            "use `ctx.random()` or `ctx.uuid()` from weft-sdk, seeded per run",
+        ),
+        (
+            "wasi:filesystem/",
+            "do file access in an activity, run by a native worker",
+        ),
+        (
+            "wasi:sockets/",
+            "do network access in an activity, run by a native worker",
+        ),
+        (
+            "wasi:http/",
+            "do HTTP calls in an activity, run by a native worker",
+        ),
+        (
+            "wasi:cli/",
+            "workflows have no process environment: pass data in the input",
+        ),
         ("wasi:io/", "workflows do no I/O: use activities"),
     ];
     HINTS
@@ -76,8 +97,7 @@ pub(crate) fn check_component(
 }
 
 /// The `run` export as [`describe`] writes it.
-pub(crate) const EXPECTED_RUN: &str =
-    "func(input: list<u8>) -> result<list<u8>, record{kind: string, message: string, attempts: u32}>";
+pub(crate) const EXPECTED_RUN: &str = "func(input: list<u8>) -> result<list<u8>, record{kind: string, message: string, attempts: u32}>";
 
 /// A WIT-like rendering of a component type, for comparing and for messages.
 fn describe(ty: &Type) -> String {

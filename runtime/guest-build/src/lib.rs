@@ -40,11 +40,15 @@ pub enum BuildError {
         status: String,
         output: String,
     },
-    #[error("`{path}` has no cdylib crate to build; a workflow crate needs `crate-type = [\"cdylib\"]`")]
+    #[error(
+        "`{path}` has no cdylib crate to build; a workflow crate needs `crate-type = [\"cdylib\"]`"
+    )]
     NothingToBuild { path: PathBuf },
     #[error("cannot read cargo metadata of `{path}`: {reason}")]
     Metadata { path: PathBuf, reason: String },
-    #[error("cannot wrap `{core}` into a component: {reason}; does the crate use weft-sdk's `workflow!`?")]
+    #[error(
+        "cannot wrap `{core}` into a component: {reason}; does the crate use weft-sdk's `workflow!`?"
+    )]
     Componentize { core: PathBuf, reason: String },
     #[error("{what} `{path}`: {source}")]
     Io {
@@ -68,7 +72,9 @@ impl Toolchain {
     /// A short name for messages.
     pub fn describe(&self) -> String {
         match self {
-            Toolchain::Installed { cargo } => format!("installed wasm32 target ({})", cargo.display()),
+            Toolchain::Installed { cargo } => {
+                format!("installed wasm32 target ({})", cargo.display())
+            }
             Toolchain::DebianFallback => {
                 format!("Debian fallback ({FALLBACK_CARGO}, -Zbuild-std, {FALLBACK_LINKER})")
             }
@@ -96,7 +102,11 @@ fn scrub(cmd: &mut Command) {
         let drop = (key.starts_with("CARGO_") && !keep)
             || matches!(
                 key,
-                "RUSTC" | "RUSTC_WRAPPER" | "RUSTC_WORKSPACE_WRAPPER" | "RUSTFLAGS" | "RUSTDOCFLAGS"
+                "RUSTC"
+                    | "RUSTC_WRAPPER"
+                    | "RUSTC_WORKSPACE_WRAPPER"
+                    | "RUSTFLAGS"
+                    | "RUSTDOCFLAGS"
             );
         if drop {
             cmd.env_remove(key);
@@ -198,7 +208,9 @@ pub fn find_toolchain() -> Result<Toolchain, BuildError> {
                 })
             } else {
                 Err(BuildError::NoToolchain {
-                    tried: format!("{TOOLCHAIN_ENV}=installed but the active toolchain has no {WASM_TARGET} std"),
+                    tried: format!(
+                        "{TOOLCHAIN_ENV}=installed but the active toolchain has no {WASM_TARGET} std"
+                    ),
                 })
             };
         }
@@ -232,12 +244,20 @@ fn cdylib_targets(cargo: &Path, manifest_dir: &Path) -> Result<Vec<(String, Stri
     let mut cmd = Command::new(cargo);
     scrub(&mut cmd);
     let out = cmd
-        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--offline",
+        ])
         .current_dir(manifest_dir)
         .output()
         .map_err(|e| metadata_err(e.to_string()))?;
     if !out.status.success() {
-        return Err(metadata_err(String::from_utf8_lossy(&out.stderr).into_owned()));
+        return Err(metadata_err(
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        ));
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| metadata_err(e.to_string()))?;
@@ -287,9 +307,15 @@ pub fn build(
             target_dir.join("debian-fallback")
         }
     };
-    cmd.args(["build", "--release", "--target", WASM_TARGET, "--target-dir"])
-        .arg(&target_dir)
-        .current_dir(manifest_dir);
+    cmd.args([
+        "build",
+        "--release",
+        "--target",
+        WASM_TARGET,
+        "--target-dir",
+    ])
+    .arg(&target_dir)
+    .current_dir(manifest_dir);
     let command = format!("{cmd:?}");
     let out = cmd.output().map_err(|e| BuildError::Io {
         what: "cannot run",

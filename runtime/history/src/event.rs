@@ -34,7 +34,9 @@ pub enum EventKind {
 
     // ---- commands ----
     /// `now()` was called and returned `now_ms`.
-    TimeRead { now_ms: u64 },
+    TimeRead {
+        now_ms: u64,
+    },
     ActivityScheduled {
         handle: Handle,
         name: String,
@@ -42,7 +44,10 @@ pub enum EventKind {
         #[serde(default)]
         options: ActivityOptions,
     },
-    TimerStarted { handle: Handle, duration_ms: u64 },
+    TimerStarted {
+        handle: Handle,
+        duration_ms: u64,
+    },
     ChildWorkflowStarted {
         handle: Handle,
         workflow_type: String,
@@ -51,25 +56,41 @@ pub enum EventKind {
         task_queue: Option<String>,
         input: Payload,
     },
-    SignalAwaited { handle: Handle, name: String },
-    CancelRequested { handle: Handle },
+    SignalAwaited {
+        handle: Handle,
+        name: String,
+    },
+    CancelRequested {
+        handle: Handle,
+    },
 
     // ---- deliveries ----
     ActivityCompleted {
         handle: Handle,
         completion: Completion,
     },
-    TimerFired { handle: Handle },
+    TimerFired {
+        handle: Handle,
+    },
     ChildWorkflowCompleted {
         handle: Handle,
         completion: Completion,
     },
-    SignalReceived { name: String, payload: Payload },
+    SignalReceived {
+        name: String,
+        payload: Payload,
+    },
 
     // ---- terminal ----
-    RunCompleted { output: Payload },
-    RunFailed { error: ErrorInfo },
-    RunContinuedAsNew { input: Payload },
+    RunCompleted {
+        output: Payload,
+    },
+    RunFailed {
+        error: ErrorInfo,
+    },
+    RunContinuedAsNew {
+        input: Payload,
+    },
 }
 
 /// The three roles an event can play during replay.

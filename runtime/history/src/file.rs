@@ -116,7 +116,10 @@ impl History {
     pub fn check(&self) -> Result<(), HistoryFileError> {
         let bad = |seq: u64, problem: String| Err(HistoryFileError::Inconsistent { seq, problem });
         let Some(first) = self.events.first() else {
-            return bad(1, "the history has no events; it must start with RunStarted".into());
+            return bad(
+                1,
+                "the history has no events; it must start with RunStarted".into(),
+            );
         };
         if first.kind != EventKind::RunStarted {
             return bad(
@@ -200,7 +203,9 @@ mod tests {
 
     #[test]
     fn unknown_format_is_rejected() {
-        let json = sample().to_json_pretty().replace("\"format\": 1", "\"format\": 99");
+        let json = sample()
+            .to_json_pretty()
+            .replace("\"format\": 1", "\"format\": 99");
         let err = History::from_json(json.as_bytes()).unwrap_err();
         assert_eq!(
             err.to_string(),

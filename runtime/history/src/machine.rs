@@ -263,8 +263,8 @@ impl Machine {
         now_ms: u64,
     ) -> Result<Handle, MachineError> {
         let handle = self.next_handle();
-        let workflow_id = workflow_id
-            .unwrap_or_else(|| format!("{}/{handle}", self.history.header.workflow_id));
+        let workflow_id =
+            workflow_id.unwrap_or_else(|| format!("{}/{handle}", self.history.header.workflow_id));
         self.command(
             EventKind::ChildWorkflowStarted {
                 handle,
@@ -512,7 +512,8 @@ impl Machine {
             }
             EventKind::SignalReceived { name, payload } => {
                 let waiter = self.ops.iter_mut().find(|op| {
-                    op.state == OpState::Pending && matches!(&op.kind, OpKind::Signal(n) if n == name)
+                    op.state == OpState::Pending
+                        && matches!(&op.kind, OpKind::Signal(n) if n == name)
                 });
                 match waiter {
                     Some(op) => {
@@ -591,9 +592,16 @@ fn same_command(recorded: &EventKind, new: &EventKind) -> bool {
                 ..
             },
         ) => h1 == h2 && t1 == t2,
-        (E::SignalAwaited { handle: h1, name: n1 }, E::SignalAwaited { handle: h2, name: n2 }) => {
-            h1 == h2 && n1 == n2
-        }
+        (
+            E::SignalAwaited {
+                handle: h1,
+                name: n1,
+            },
+            E::SignalAwaited {
+                handle: h2,
+                name: n2,
+            },
+        ) => h1 == h2 && n1 == n2,
         (E::CancelRequested { handle: h1 }, E::CancelRequested { handle: h2 }) => h1 == h2,
         (E::RunCompleted { output: o1 }, E::RunCompleted { output: o2 }) => o1 == o2,
         // Failure messages carry source locations; the kind is what the run's course depends on.

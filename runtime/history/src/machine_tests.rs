@@ -63,7 +63,8 @@ fn a_run_blocks_records_deliveries_and_replays_to_the_same_history() {
     assert!(m.is_replaying());
     assert_eq!(guest(&mut m).unwrap(), None);
     assert!(!m.is_replaying());
-    m.deliver(EventKind::TimerFired { handle: 2 }, 1_600).unwrap();
+    m.deliver(EventKind::TimerFired { handle: 2 }, 1_600)
+        .unwrap();
     let mut m = Machine::new(m.into_history());
     assert_eq!(guest(&mut m).unwrap(), Some(2_000));
     let history = m.into_history();
@@ -98,8 +99,12 @@ fn a_run_blocks_records_deliveries_and_replays_to_the_same_history() {
 #[test]
 fn wait_any_returns_the_earliest_delivered_completion() {
     let mut m = fresh();
-    let a = m.start_activity("a".into(), Payload::null(), Default::default(), 0).unwrap();
-    let b = m.start_activity("b".into(), Payload::null(), Default::default(), 0).unwrap();
+    let a = m
+        .start_activity("a".into(), Payload::null(), Default::default(), 0)
+        .unwrap();
+    let b = m
+        .start_activity("b".into(), Payload::null(), Default::default(), 0)
+        .unwrap();
     assert_eq!(m.wait_any(&[a, b]).unwrap(), Wait::Blocked);
     for h in [b, a] {
         m.deliver(
@@ -111,7 +116,11 @@ fn wait_any_returns_the_earliest_delivered_completion() {
         )
         .unwrap();
     }
-    assert_eq!(ready(m.wait_any(&[a, b]).unwrap()).0, 1, "b was delivered first");
+    assert_eq!(
+        ready(m.wait_any(&[a, b]).unwrap()).0,
+        1,
+        "b was delivered first"
+    );
     assert_eq!(ready(m.wait_any(&[a]).unwrap()).0, 0);
     let err = m.wait_any(&[a]).unwrap_err();
     assert!(err.to_string().contains("already returned"), "{err}");
@@ -183,7 +192,10 @@ fn signals_are_buffered_until_awaited_and_matched_by_name() {
     let other = m.next_signal("reject".into(), 0).unwrap();
     let approve = m.next_signal("approve".into(), 0).unwrap();
     let (index, completion) = ready(m.wait_any(&[other, approve]).unwrap());
-    assert_eq!((index, completion), (1, Completion::Ok(Payload::from("true"))));
+    assert_eq!(
+        (index, completion),
+        (1, Completion::Ok(Payload::from("true")))
+    );
     assert_eq!(m.wait_any(&[other]).unwrap(), Wait::Blocked);
 }
 
@@ -262,7 +274,13 @@ fn now_reads_back_the_recorded_time() {
 #[test]
 fn a_completion_for_a_handle_never_issued_is_a_corrupt_history() {
     let mut h = History::start(header(), 0);
-    h.append(0, EventKind::TimerStarted { handle: 0, duration_ms: 1 });
+    h.append(
+        0,
+        EventKind::TimerStarted {
+            handle: 0,
+            duration_ms: 1,
+        },
+    );
     h.append(0, EventKind::TimerFired { handle: 3 });
     let mut r = Machine::new(h);
     let t = r.start_timer(1, 0).unwrap();

@@ -1,0 +1,87 @@
+//! `weft`: run a workflow in-process, replay a history offline, build a guest crate.
+
+mod build_cmd;
+mod replay_cmd;
+mod run_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes, as documented in the README.
+pub(crate) mod exit {
+    /// Bad arguments, unreadable files, rejected modules.
+    pub const USAGE: u8 = 1;
+    /// `weft run`: the workflow ran and failed.
+    pub const RUN_FAILED: u8 = 2;
+    /// `weft replay`: the module diverged from the history.
+    pub const NON_DETERMINISM: u8 = 3;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "weft",
+    version,
+    about = "Durable workflows as WebAssembly components"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a workflow in-process to completion, activities stubbed, timers skipped.
+    Run(run_cmd::RunArgs),
+    /// Replay a recorded history on a module, offline, and report any divergence.
+    Replay(replay_cmd::ReplayArgs),
+    /// Build a workflow crate (or a workspace of them) into Wasm components.
+    Build {
+        /// The crate or workspace directory.
+        #[arg(default_value = ".")]
+        path: PathBuf,
+        /// Where to write the components (default: <path>/target/components).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(args) => run_cmd::run(args),
+        Command::Replay(args) => replay_cmd::replay(args),
+        Command::Build { path, out } => build_cmd::build(&path, out),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit::USAGE)
+        }
+    }
+}
+
+/// Reads a file, saying which one failed.
+pub(crate) fn read_file(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| anyhow::anyhow!("cannot read {what} `{}`: {e}", path.display()))
+}
+
+/// Loads and checks a workflow component.
+pub(crate) fn load_module(
+    engine: &weft_engine::Engine,
+    path: &std::path::Path,
+) -> anyhow::Result<weft_engine::WorkflowModule> {
+    let bytes = read_file(path, "module")?;
+    engine
+        .load(&bytes)
+        .map_err(|e| anyhow::anyhow!("module `{}` rejected: {e}", path.display()))
+}
