@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Failure;
 use crate::bindings::weft::workflow::{host, types as raw};
-use crate::pending::{self, Either, Pending};
+use crate::pending::{self, Pending, Select2};
 
 /// The workflow's handle on the world. Cheap; passed to the workflow function by reference.
 #[derive(Debug)]
@@ -219,7 +219,7 @@ impl Ctx {
         &self,
         a: Pending<A>,
         b: Pending<B>,
-    ) -> Either<(Result<A, Failure>, Pending<B>), (Result<B, Failure>, Pending<A>)> {
+    ) -> Select2<A, B> {
         pending::select2(a, b)
     }
 

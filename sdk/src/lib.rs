@@ -32,7 +32,7 @@ mod pending;
 
 pub use context::{Activity, Child, Ctx, RetryPolicy, WorkflowInfo};
 pub use error::{ErrorInfo, Failure, WorkflowError, WorkflowResult};
-pub use pending::{Either, Pending};
+pub use pending::{Either, Pending, Select2};
 pub use serde;
 pub use serde_json;
 

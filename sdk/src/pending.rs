@@ -62,11 +62,14 @@ pub(crate) fn decode<T: DeserializeOwned>(completion: Completion) -> Result<T, F
     }
 }
 
+/// The result of a two-way select: the winner's result and the loser, still pending.
+pub type Select2<A, B> = Either<(Result<A, Failure>, Pending<B>), (Result<B, Failure>, Pending<A>)>;
+
 /// Waits for whichever of `a` and `b` completes first; returns its result and the other one.
 pub fn select2<A: DeserializeOwned, B: DeserializeOwned>(
     a: Pending<A>,
     b: Pending<B>,
-) -> Either<(Result<A, Failure>, Pending<B>), (Result<B, Failure>, Pending<A>)> {
+) -> Select2<A, B> {
     let (index, completion) = host::wait_any(&[a.handle, b.handle]);
     if index == 0 {
         Either::Left((decode(completion), b))

@@ -33,7 +33,11 @@ fn approval(ctx: &Ctx, input: Input) -> WorkflowResult<Decision> {
         }
         Either::Right((_, signal)) => {
             signal.cancel();
-            weft_sdk::warn!("no approval for {} within {} ms", input.request, input.timeout_ms);
+            weft_sdk::warn!(
+                "no approval for {} within {} ms",
+                input.request,
+                input.timeout_ms
+            );
             None
         }
     };

@@ -20,10 +20,15 @@ fn fan_out(ctx: &Ctx, input: Input) -> WorkflowResult<Output> {
     if input.n > MAX_ACTIVITIES {
         return Err(WorkflowError::new(
             "BadInput",
-            format!("n is {}, at most {MAX_ACTIVITIES} activities may fan out", input.n),
+            format!(
+                "n is {}, at most {MAX_ACTIVITIES} activities may fan out",
+                input.n
+            ),
         ));
     }
-    let pending = (0..input.n).map(|i| ctx.activity::<_, u64>("square", &i).start()).collect();
+    let pending = (0..input.n)
+        .map(|i| ctx.activity::<_, u64>("square", &i).start())
+        .collect();
     let mut sum = 0;
     for result in ctx.join_all(pending) {
         sum += result?;

@@ -15,7 +15,13 @@ struct ComposeGreeting<'a> {
 fn greeting_workflow(ctx: &Ctx, name: String) -> WorkflowResult<String> {
     weft_sdk::info!("greeting {name}");
     let greeting = ctx
-        .activity("compose_greeting", &ComposeGreeting { greeting: "Hello", name: &name })
+        .activity(
+            "compose_greeting",
+            &ComposeGreeting {
+                greeting: "Hello",
+                name: &name,
+            },
+        )
         .task_queue("hello-activity-task-queue")
         .start_to_close(Duration::from_secs(10))
         .call()?;

@@ -54,7 +54,10 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::
         .map(|text| {
             ctx.activity::<_, Classification>(
                 "classify",
-                &ClassifyInput { text, labels: &input.labels },
+                &ClassifyInput {
+                    text,
+                    labels: &input.labels,
+                },
             )
             .task_queue("inference")
             .start_to_close(Duration::from_secs(60))
@@ -69,7 +72,13 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::
     weft_sdk::info!("classified {} tickets", classifications.len());
 
     let table = ctx
-        .activity("build_routing_table", &RouteInput { tickets: &normalized, classifications: &classifications })
+        .activity(
+            "build_routing_table",
+            &RouteInput {
+                tickets: &normalized,
+                classifications: &classifications,
+            },
+        )
         .task_queue("cpu")
         .call()?;
     Ok(table)

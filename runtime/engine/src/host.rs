@@ -204,17 +204,17 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             shared.panic_message = Some(message.clone());
         }
         let replaying = shared.machine.is_replaying();
-        if let Some(sink) = &shared.log_sink {
-            if !replaying || shared.logs_during_replay {
-                sink(&LogRecord {
-                    level: log_level_from_wit(level),
-                    message,
-                    replaying,
-                    after_event: shared.machine.replayed_events() as u64,
-                    workflow_id: shared.machine.history().header.workflow_id.clone(),
-                    run_id: shared.machine.history().header.run_id.clone(),
-                });
-            }
+        if let Some(sink) = &shared.log_sink
+            && (!replaying || shared.logs_during_replay)
+        {
+            sink(&LogRecord {
+                level: log_level_from_wit(level),
+                message,
+                replaying,
+                after_event: shared.machine.replayed_events() as u64,
+                workflow_id: shared.machine.history().header.workflow_id.clone(),
+                run_id: shared.machine.history().header.run_id.clone(),
+            });
         }
         Ok(())
     })?;

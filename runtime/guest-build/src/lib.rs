@@ -50,12 +50,11 @@ pub enum BuildError {
         "cannot wrap `{core}` into a component: {reason}; does the crate use weft-sdk's `workflow!`?"
     )]
     Componentize { core: PathBuf, reason: String },
-    #[error("{what} `{path}`: {source}")]
+    #[error("{what} `{path}`: {error}")]
     Io {
         what: &'static str,
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -290,6 +289,16 @@ pub fn build(
     target_dir: &Path,
     out_dir: &Path,
 ) -> Result<Vec<BuiltGuest>, BuildError> {
+    // Cargo runs in `manifest_dir`: relative paths would resolve from there.
+    let absolute = |p: &Path| -> Result<PathBuf, BuildError> {
+        std::path::absolute(p).map_err(|e| BuildError::Io {
+            what: "cannot resolve",
+            path: p.to_owned(),
+            error: e,
+        })
+    };
+    let (target_dir, out_dir) = (absolute(target_dir)?, absolute(out_dir)?);
+    let out_dir = out_dir.as_path();
     let cargo = match toolchain {
         Toolchain::Installed { cargo } => cargo.clone(),
         Toolchain::DebianFallback => PathBuf::from(FALLBACK_CARGO),
@@ -320,7 +329,7 @@ pub fn build(
     let out = cmd.output().map_err(|e| BuildError::Io {
         what: "cannot run",
         path: cargo.clone(),
-        source: e,
+        error: e,
     })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -334,7 +343,7 @@ pub fn build(
     std::fs::create_dir_all(out_dir).map_err(|e| BuildError::Io {
         what: "cannot create",
         path: out_dir.to_owned(),
-        source: e,
+        error: e,
     })?;
     let release = target_dir.join(WASM_TARGET).join("release");
     targets
@@ -353,7 +362,7 @@ fn componentize_cached(core: &Path, component: &Path) -> Result<(), BuildError> 
     let bytes = std::fs::read(core).map_err(|e| BuildError::Io {
         what: "cannot read",
         path: core.to_owned(),
-        source: e,
+        error: e,
     })?;
     let stamp_path = component.with_extension("core-sha256");
     let stamp = hex::encode(Sha256::digest(&bytes));
@@ -368,7 +377,7 @@ fn componentize_cached(core: &Path, component: &Path) -> Result<(), BuildError> 
         std::fs::write(path, data).map_err(|e| BuildError::Io {
             what: "cannot write",
             path: path.to_owned(),
-            source: e,
+            error: e,
         })
     };
     write(component, &wrapped)?;
@@ -381,4 +390,41 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, String> {
         .module(core)
         .and_then(|encoder| encoder.validate(true).encode())
         .map_err(|e| format!("{e:#}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crate_without_a_cdylib_is_refused_by_name() {
+        let dir = std::env::temp_dir().join(format!("weft-guest-build-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"plain\"\nversion = \"0.1.0\"\nedition = \"2024\"\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("src/lib.rs"), "").unwrap();
+        let err = cdylib_targets(&installed_cargo(), &dir).unwrap_err();
+        assert!(matches!(err, BuildError::NothingToBuild { .. }), "{err}");
+        assert!(err.to_string().contains("crate-type = [\"cdylib\"]"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn bytes_that_are_not_a_core_module_cannot_be_wrapped() {
+        let err = componentize(b"not wasm").unwrap_err();
+        assert!(err.contains("magic"), "{err}");
+    }
+
+    #[test]
+    fn the_no_toolchain_error_says_how_to_install_either() {
+        let err = BuildError::NoToolchain {
+            tried: "x".into(),
+        };
+        let text = err.to_string();
+        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
+        assert!(text.contains("apt-get install rustc-web cargo-web rust-web-src lld-19"), "{text}");
+    }
 }

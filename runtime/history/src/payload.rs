@@ -96,18 +96,17 @@ impl Serialize for Payload {
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = serde_json::Value::deserialize(deserializer)?;
-        if let serde_json::Value::Object(map) = &value {
-            if map.len() == 1 {
-                if let Some(encoded) = map.get(BYTES_KEY) {
-                    let text = encoded.as_str().ok_or_else(|| {
-                        serde::de::Error::custom("`$bytes` must be a base64 string")
-                    })?;
-                    let bytes = base64::engine::general_purpose::STANDARD
-                        .decode(text)
-                        .map_err(|e| serde::de::Error::custom(format!("bad `$bytes`: {e}")))?;
-                    return Ok(Payload(bytes));
-                }
-            }
+        if let serde_json::Value::Object(map) = &value
+            && map.len() == 1
+            && let Some(encoded) = map.get(BYTES_KEY)
+        {
+            let text = encoded
+                .as_str()
+                .ok_or_else(|| serde::de::Error::custom("`$bytes` must be a base64 string"))?;
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(text)
+                .map_err(|e| serde::de::Error::custom(format!("bad `$bytes`: {e}")))?;
+            return Ok(Payload(bytes));
         }
         serde_json::to_vec(&value)
             .map(Payload)
