@@ -2,6 +2,7 @@
 //! One test binary (one link) with a module per area.
 
 mod examples;
+mod logs;
 mod nondeterminism;
 mod sandbox;
 mod support;

@@ -217,3 +217,45 @@ fn bad_workflow_input_fails_the_run_clearly() {
         e.message
     );
 }
+
+#[test]
+fn replay_gives_a_fresh_cpu_budget_at_every_recorded_wait() {
+    // Each live activation is one loop iteration, well under the budget; the whole run is far
+    // over it. Rebuilding by replay at every step must not charge the replayed part as one
+    // activation.
+    let config = EngineConfig {
+        fuel_per_activation: 2_000_000,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::new(config).unwrap();
+    let mut h = weft_engine::harness::Harness::new(engine.clone(), START_MS, 1);
+    h.register("EdgeCases", load(&engine, weft_tests::EDGE_CASES))
+        .mode(weft_engine::harness::ResumeMode::ReplayEachActivation)
+        .activity(
+            "step",
+            |i: u64| -> Result<u64, weft_engine::weft_history::ErrorInfo> { Ok(i) },
+        );
+    let report = h
+        .run(
+            "EdgeCases",
+            "budget",
+            json(j!({"mode": "activities", "n": 2000})),
+        )
+        .unwrap();
+    assert_eq!(
+        report.outcome,
+        RunOutcome::Completed(json(j!(1999 * 2000 / 2)))
+    );
+    // The same run in one activation does exceed the budget: the test above is not vacuous.
+    let (outcome, _) = run_edge_case(
+        EngineConfig {
+            fuel_per_activation: 2_000_000,
+            ..EngineConfig::default()
+        },
+        j!({"mode": "random", "n": 5_000_000}),
+    );
+    assert!(
+        matches!(outcome, RunOutcome::Failed(ref e) if e.kind == "CpuBudgetExceeded"),
+        "{outcome:?}"
+    );
+}

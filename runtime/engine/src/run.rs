@@ -219,14 +219,29 @@ impl WorkflowRun {
             return Err(RunError::Engine("the run has no guest instance".into()));
         };
         let result = match guest.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
-            Poll::Pending => return Ok(Activation::Suspended),
+            Poll::Pending => {
+                self.trace("suspended");
+                return Ok(Activation::Suspended);
+            }
             Poll::Ready(result) => result,
         };
         // The guest is gone; the store (and its instance) is freed here.
         self.guest = None;
         let activation = self.close(result)?;
+        self.trace("finished");
         self.finished = Some(activation.clone());
         Ok(activation)
+    }
+
+    fn trace(&self, what: &str) {
+        let shared = lock(&self.shared);
+        let history = shared.machine.history();
+        tracing::debug!(
+            workflow_id = %history.header.workflow_id,
+            run_id = %history.header.run_id,
+            event_seq = history.events.len(),
+            "run {what}"
+        );
     }
 
     /// Records how the guest ended, as the terminal event (or matches it on replay).

@@ -408,7 +408,10 @@ mod tests {
         std::fs::write(dir.join("src/lib.rs"), "").unwrap();
         let err = cdylib_targets(&installed_cargo(), &dir).unwrap_err();
         assert!(matches!(err, BuildError::NothingToBuild { .. }), "{err}");
-        assert!(err.to_string().contains("crate-type = [\"cdylib\"]"), "{err}");
+        assert!(
+            err.to_string().contains("crate-type = [\"cdylib\"]"),
+            "{err}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -420,11 +423,15 @@ mod tests {
 
     #[test]
     fn the_no_toolchain_error_says_how_to_install_either() {
-        let err = BuildError::NoToolchain {
-            tried: "x".into(),
-        };
+        let err = BuildError::NoToolchain { tried: "x".into() };
         let text = err.to_string();
-        assert!(text.contains("rustup target add wasm32-unknown-unknown"), "{text}");
-        assert!(text.contains("apt-get install rustc-web cargo-web rust-web-src lld-19"), "{text}");
+        assert!(
+            text.contains("rustup target add wasm32-unknown-unknown"),
+            "{text}"
+        );
+        assert!(
+            text.contains("apt-get install rustc-web cargo-web rust-web-src lld-19"),
+            "{text}"
+        );
     }
 }

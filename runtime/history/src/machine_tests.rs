@@ -293,3 +293,57 @@ fn a_completion_for_a_handle_never_issued_is_a_corrupt_history() {
         }
     );
 }
+
+#[test]
+fn a_changed_timer_duration_or_child_type_or_signal_name_is_non_determinism() {
+    let mut m = fresh();
+    m.start_timer(5, 0).unwrap();
+    m.start_child("Child".into(), Payload::null(), None, None, 0)
+        .unwrap();
+    m.next_signal("go".into(), 0).unwrap();
+    let history = m.into_history();
+
+    let mut r = Machine::new(history.clone());
+    let err = r.start_timer(6, 0).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`TimerStarted #0 5ms` but the workflow now does `TimerStarted #0 6ms`"),
+        "{err}"
+    );
+
+    let mut r = Machine::new(history.clone());
+    r.start_timer(5, 0).unwrap();
+    let err = r
+        .start_child("Other".into(), Payload::null(), None, None, 0)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            MachineError::NonDeterminism(NonDeterminism { seq: 3, .. })
+        ),
+        "{err}"
+    );
+
+    let mut r = Machine::new(history);
+    r.start_timer(5, 0).unwrap();
+    r.start_child("Child".into(), Payload::null(), None, None, 0)
+        .unwrap();
+    let err = r.now(0).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("`SignalAwaited #2 \"go\"` but the workflow now does `TimeRead"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_child_without_an_id_is_named_after_its_parent_and_handle() {
+    let mut m = fresh();
+    m.start_timer(1, 0).unwrap();
+    m.start_child("Child".into(), Payload::null(), None, None, 0)
+        .unwrap();
+    let EventKind::ChildWorkflowStarted { workflow_id, .. } = &m.history().events[2].kind else {
+        panic!()
+    };
+    assert_eq!(workflow_id, "wf-1/1");
+}
