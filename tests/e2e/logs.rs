@@ -33,8 +33,7 @@ fn greeting_logs(mode: ResumeMode) -> Vec<String> {
     );
     h.run("GreetingWorkflow", "greet-7", json(j!("World")))
         .unwrap();
-    let lines = lines.lock().unwrap().clone();
-    lines
+    lines.lock().unwrap().clone()
 }
 
 #[test]
