@@ -1,0 +1,125 @@
+//! The rows the store keeps, as plain Rust.
+
+use weft_history::{ActivityOptions, ErrorInfo, Event, Payload};
+
+/// Where a run is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunStatus {
+    Running,
+    Completed,
+    Failed,
+    ContinuedAsNew,
+    Terminated,
+}
+
+impl RunStatus {
+    /// The name stored in the database.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Failed => "failed",
+            RunStatus::ContinuedAsNew => "continued_as_new",
+            RunStatus::Terminated => "terminated",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "running" => RunStatus::Running,
+            "completed" => RunStatus::Completed,
+            "failed" => RunStatus::Failed,
+            "continued_as_new" => RunStatus::ContinuedAsNew,
+            "terminated" => RunStatus::Terminated,
+            _ => return None,
+        })
+    }
+}
+
+/// A run as the `runs` table holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub workflow_id: String,
+    pub workflow_type: String,
+    pub task_queue: String,
+    pub run_number: u32,
+    pub module_id: String,
+    pub input: Payload,
+    pub seed: u64,
+    pub status: RunStatus,
+    pub output: Option<Payload>,
+    pub error: Option<ErrorInfo>,
+    pub started_at_ms: u64,
+    pub closed_at_ms: Option<u64>,
+    pub history_length: u64,
+}
+
+/// An activity task to create.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewTask {
+    pub handle: u32,
+    pub task_queue: String,
+    pub activity_name: String,
+    pub input: Payload,
+    pub options: ActivityOptions,
+    pub scheduled_at_ms: u64,
+}
+
+/// An activity task handed to a worker.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskRecord {
+    pub task_id: String,
+    pub run_id: String,
+    pub workflow_id: String,
+    pub handle: u32,
+    pub task_queue: String,
+    pub activity_name: String,
+    pub input: Payload,
+    pub options: ActivityOptions,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub scheduled_at_ms: u64,
+    pub lease_until_ms: Option<u64>,
+    pub heartbeat_details: Option<Vec<u8>>,
+}
+
+/// A durable timer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TimerRecord {
+    pub run_id: String,
+    pub handle: u32,
+    pub fire_at_ms: u64,
+}
+
+/// How a run closed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunClose {
+    pub status: RunStatus,
+    pub output: Option<Payload>,
+    pub error: Option<ErrorInfo>,
+    pub closed_at_ms: u64,
+}
+
+/// Everything one step of one run writes; committed atomically (possibly with other steps).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepWrite {
+    pub run_id: String,
+    /// Appended to the history; their seqs must follow the stored ones.
+    pub events: Vec<Event>,
+    pub new_tasks: Vec<NewTask>,
+    pub new_timers: Vec<TimerRecord>,
+    /// Tasks finished by this step (completed, failed for good, cancelled).
+    pub done_tasks: Vec<String>,
+    /// Timers fired or cancelled by this step.
+    pub done_timers: Vec<u32>,
+    pub close: Option<RunClose>,
+}
+
+/// Filter of [`Store::list_runs`](crate::Store::list_runs).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub status: Option<RunStatus>,
+    pub workflow_type: Option<String>,
+}

@@ -1,0 +1,484 @@
+//! The store's queries, written once for both backends through sqlx's `Any` driver. Where
+//! the dialects differ (claiming tasks) [`Dialect`] says how.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use weft_history::{ErrorInfo, Event, History, Payload, RunHeader};
+
+use crate::model::*;
+use crate::{Store, StoreError};
+
+/// Which database the pool talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The store on a SQL database (SQLite or PostgreSQL).
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    dialect: Dialect,
+}
+
+const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
+    input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length";
+const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
+    options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details";
+
+fn corrupt(what: &str, reason: impl ToString) -> StoreError {
+    StoreError::Corrupt {
+        what: what.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+// Integers are stored as BIGINT (i64); times and seqs fit, the seed keeps its bits.
+fn i(v: u64) -> i64 {
+    v as i64
+}
+fn u(v: i64) -> u64 {
+    v as u64
+}
+
+fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
+    let status: String = row.try_get("status")?;
+    let error_kind: Option<String> = row.try_get("error_kind")?;
+    let error_message: Option<String> = row.try_get("error_message")?;
+    Ok(RunRecord {
+        run_id: row.try_get("run_id")?,
+        workflow_id: row.try_get("workflow_id")?,
+        workflow_type: row.try_get("workflow_type")?,
+        task_queue: row.try_get("task_queue")?,
+        run_number: row.try_get::<i32, _>("run_number")? as u32,
+        module_id: row.try_get("module_id")?,
+        input: Payload(row.try_get("input")?),
+        seed: u(row.try_get("seed")?),
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        output: row.try_get::<Option<Vec<u8>>, _>("output")?.map(Payload),
+        error: error_kind.map(|kind| ErrorInfo {
+            kind,
+            message: error_message.unwrap_or_default(),
+            attempts: 0,
+        }),
+        started_at_ms: u(row.try_get("started_at_ms")?),
+        closed_at_ms: row.try_get::<Option<i64>, _>("closed_at_ms")?.map(u),
+        history_length: u(row.try_get::<i32, _>("history_length")?.into()),
+    })
+}
+
+fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
+    let options: String = row.try_get("options")?;
+    Ok(TaskRecord {
+        task_id: row.try_get("task_id")?,
+        run_id: row.try_get("run_id")?,
+        workflow_id: row.try_get("workflow_id")?,
+        handle: row.try_get::<i64, _>("handle")? as u32,
+        task_queue: row.try_get("task_queue")?,
+        activity_name: row.try_get("activity_name")?,
+        input: Payload(row.try_get("input")?),
+        options: serde_json::from_str(&options).map_err(|e| corrupt("activity options", e))?,
+        attempt: row.try_get::<i32, _>("attempt")? as u32,
+        scheduled_at_ms: u(row.try_get("scheduled_at_ms")?),
+        lease_until_ms: row.try_get::<Option<i64>, _>("lease_until_ms")?.map(u),
+        heartbeat_details: row.try_get("heartbeat_details")?,
+    })
+}
+
+impl SqlStore {
+    pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+        SqlStore { pool, dialect }
+    }
+
+    async fn write_step(tx: &mut Transaction<'_, Any>, step: &StepWrite) -> Result<(), StoreError> {
+        let stored: Option<i32> =
+            sqlx::query_scalar("SELECT history_length FROM runs WHERE run_id = $1")
+                .bind(&step.run_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+        let stored = u64::from(stored.unwrap_or(0).max(0) as u32);
+        if let Some(first) = step.events.first()
+            && first.seq != stored + 1
+        {
+            return Err(StoreError::NotContiguous {
+                run_id: step.run_id.clone(),
+                stored,
+                first: first.seq,
+            });
+        }
+        for event in &step.events {
+            let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
+            sqlx::query("INSERT INTO events (run_id, seq, event) VALUES ($1, $2, $3)")
+                .bind(&step.run_id)
+                .bind(i(event.seq))
+                .bind(json)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for task in &step.new_tasks {
+            let options =
+                serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
+            sqlx::query(
+                "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, activity_name, \
+                 input, options, attempt, scheduled_at_ms, visible_at_ms) \
+                 SELECT $1, $2, workflow_id, $3, $4, $5, $6, $7, 1, $8, $8 FROM runs WHERE run_id = $2",
+            )
+            .bind(format!("{}/{}", step.run_id, task.handle))
+            .bind(&step.run_id)
+            .bind(i64::from(task.handle))
+            .bind(&task.task_queue)
+            .bind(&task.activity_name)
+            .bind(task.input.0.clone())
+            .bind(options)
+            .bind(i(task.scheduled_at_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+        for timer in &step.new_timers {
+            sqlx::query("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ($1, $2, $3)")
+                .bind(&timer.run_id)
+                .bind(i64::from(timer.handle))
+                .bind(i(timer.fire_at_ms))
+                .execute(&mut **tx)
+                .await?;
+        }
+        for task_id in &step.done_tasks {
+            sqlx::query("DELETE FROM activity_tasks WHERE task_id = $1")
+                .bind(task_id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        for handle in &step.done_timers {
+            sqlx::query("DELETE FROM timers WHERE run_id = $1 AND handle = $2")
+                .bind(&step.run_id)
+                .bind(i64::from(*handle))
+                .execute(&mut **tx)
+                .await?;
+        }
+        let length = step.events.last().map(|e| e.seq).unwrap_or(stored);
+        match &step.close {
+            None => {
+                sqlx::query("UPDATE runs SET history_length = $2 WHERE run_id = $1")
+                    .bind(&step.run_id)
+                    .bind(length as i32)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Some(close) => {
+                sqlx::query(
+                    "UPDATE runs SET history_length = $2, status = $3, output = $4, error_kind = $5, \
+                     error_message = $6, closed_at_ms = $7 WHERE run_id = $1",
+                )
+                .bind(&step.run_id)
+                .bind(length as i32)
+                .bind(close.status.as_str())
+                .bind(close.output.as_ref().map(|p| p.0.clone()))
+                .bind(close.error.as_ref().map(|e| e.kind.clone()))
+                .bind(close.error.as_ref().map(|e| e.message.clone()))
+                .bind(i(close.closed_at_ms))
+                .execute(&mut **tx)
+                .await?;
+                // A closed run keeps no pending work.
+                sqlx::query("DELETE FROM activity_tasks WHERE run_id = $1")
+                    .bind(&step.run_id)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query("DELETE FROM timers WHERE run_id = $1")
+                    .bind(&step.run_id)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE {clause}"
+        )))
+        .bind(bind)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn put_module(
+        &self,
+        workflow_type: &str,
+        module_id: &str,
+        component: &[u8],
+        now_ms: u64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO modules (module_id, workflow_type, component, created_at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (module_id) DO NOTHING",
+        )
+        .bind(module_id)
+        .bind(workflow_type)
+        .bind(component.to_vec())
+        .bind(i(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO workflow_types (name, module_id, updated_at_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET module_id = excluded.module_id, updated_at_ms = excluded.updated_at_ms",
+        )
+        .bind(workflow_type)
+        .bind(module_id)
+        .bind(i(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn module(&self, module_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT component FROM modules WHERE module_id = $1")
+                .bind(module_id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn newest_module(&self, workflow_type: &str) -> Result<Option<String>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT module_id FROM workflow_types WHERE name = $1")
+                .bind(workflow_type)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn create_run(&self, run: &RunRecord, first: &StepWrite) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0)"
+        )))
+        .bind(&run.run_id)
+        .bind(&run.workflow_id)
+        .bind(&run.workflow_type)
+        .bind(&run.task_queue)
+        .bind(run.run_number as i32)
+        .bind(&run.module_id)
+        .bind(run.input.0.clone())
+        .bind(i(run.seed))
+        .bind(RunStatus::Running.as_str())
+        .bind(i(run.started_at_ms))
+        .execute(&mut *tx)
+        .await;
+        if let Err(sqlx::Error::Database(db)) = &inserted
+            && db.is_unique_violation()
+        {
+            drop(tx);
+            let running = self
+                .runs_where("workflow_id = $1 AND status = 'running'", &run.workflow_id)
+                .await?;
+            return Err(StoreError::AlreadyRunning {
+                workflow_id: run.workflow_id.clone(),
+                run_id: running
+                    .first()
+                    .map(|r| r.run_id.clone())
+                    .unwrap_or_default(),
+            });
+        }
+        inserted?;
+        Self::write_step(&mut tx, first).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn commit_steps(&self, steps: &[StepWrite]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for step in steps {
+            Self::write_step(&mut tx, step).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        Ok(self.runs_where("run_id = $1", run_id).await?.pop())
+    }
+
+    async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let rows = self
+            .runs_where(
+                "workflow_id = $1 ORDER BY started_at_ms DESC, run_number DESC LIMIT 1",
+                workflow_id,
+            )
+            .await?;
+        Ok(rows.into_iter().next())
+    }
+
+    async fn list_runs(
+        &self,
+        filter: &RunFilter,
+        before: Option<(u64, String)>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        // Optional filters are written so every query binds the same parameters.
+        let (before_ms, before_id) = before.unwrap_or((u64::MAX >> 1, String::new()));
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs \
+             WHERE ($1 = '' OR status = $1) AND ($2 = '' OR workflow_type = $2) \
+             AND (started_at_ms < $3 OR (started_at_ms = $3 AND ($4 = '' OR run_id < $4))) \
+             ORDER BY started_at_ms DESC, run_id DESC LIMIT $5"
+        )))
+        .bind(filter.status.map(|s| s.as_str()).unwrap_or(""))
+        .bind(filter.workflow_type.clone().unwrap_or_default())
+        .bind(i(before_ms))
+        .bind(before_id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn history(&self, run_id: &str) -> Result<Option<History>, StoreError> {
+        let Some(run) = self.run(run_id).await? else {
+            return Ok(None);
+        };
+        let rows: Vec<String> =
+            sqlx::query_scalar("SELECT event FROM events WHERE run_id = $1 ORDER BY seq")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await?;
+        let events = rows
+            .iter()
+            .map(|json| serde_json::from_str::<Event>(json).map_err(|e| corrupt("event", e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(History {
+            format: weft_history::HISTORY_FORMAT,
+            header: RunHeader {
+                workflow_id: run.workflow_id,
+                run_id: run.run_id,
+                workflow_type: run.workflow_type,
+                task_queue: run.task_queue,
+                run_number: run.run_number,
+                module_sha256: run.module_id,
+                input: run.input,
+                seed: run.seed,
+            },
+            events,
+        }))
+    }
+
+    async fn running_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_where("status = $1", RunStatus::Running.as_str())
+            .await
+    }
+
+    async fn claim_tasks(
+        &self,
+        task_queue: &str,
+        max: u32,
+        now_ms: u64,
+        lease_until_ms: u64,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let lock = match self.dialect {
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
+            // SQLite has one writer at a time; the UPDATE is atomic.
+            Dialect::Sqlite => "",
+        };
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE activity_tasks SET lease_until_ms = $1 WHERE task_id IN ( \
+                 SELECT task_id FROM activity_tasks \
+                 WHERE task_queue = $2 AND lease_until_ms IS NULL AND visible_at_ms <= $3 \
+                 ORDER BY visible_at_ms LIMIT $4 {lock}) \
+             RETURNING {TASK_COLUMNS}"
+        )))
+        .bind(i(lease_until_ms))
+        .bind(task_queue)
+        .bind(i(now_ms))
+        .bind(i64::from(max))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE task_id = $1"
+        )))
+        .bind(task_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn expired_tasks(&self, now_ms: u64, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NOT NULL AND lease_until_ms < $1 \
+             ORDER BY lease_until_ms LIMIT $2"
+        )))
+        .bind(i(now_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn retry_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        visible_at_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3 \
+             WHERE task_id = $1 AND attempt = $2",
+        )
+        .bind(task_id)
+        .bind(attempt as i32)
+        .bind(i(visible_at_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn heartbeat(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        details: &[u8],
+        lease_until_ms: u64,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "UPDATE activity_tasks SET lease_until_ms = $4, heartbeat_details = $3 \
+             WHERE task_id = $1 AND attempt = $2 AND lease_until_ms IS NOT NULL",
+        )
+        .bind(task_id)
+        .bind(attempt as i32)
+        .bind(details.to_vec())
+        .bind(i(lease_until_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn due_timers(&self, now_ms: u64, limit: u32) -> Result<Vec<TimerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, handle, fire_at_ms FROM timers WHERE fire_at_ms <= $1 ORDER BY fire_at_ms LIMIT $2",
+        )
+        .bind(i(now_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TimerRecord {
+                    run_id: row.try_get("run_id")?,
+                    handle: row.try_get::<i64, _>("handle")? as u32,
+                    fire_at_ms: u(row.try_get("fire_at_ms")?),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,396 @@
+//! One storage test suite, run on every backend: SQLite (a fresh file) and PostgreSQL (a
+//! fresh database on the local server, dropped afterwards).
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use weft_history::{ActivityOptions, ErrorInfo, Event, EventKind, Payload};
+use weft_store::*;
+
+const ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+fn pg_admin_url() -> String {
+    std::env::var("WEFT_TEST_POSTGRES_URL").unwrap_or_else(|_| ADMIN_URL.to_owned())
+}
+
+/// Runs `test` on SQLite and on PostgreSQL.
+async fn on_every_backend<F, Fut>(test: F)
+where
+    F: Fn(SqlStore) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = weft_store::open(&format!("sqlite:{}", dir.path().join("weft.db").display()))
+        .await
+        .expect("sqlite opens");
+    test(sqlite).await;
+
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "weft_test_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    );
+    let admin_url = pg_admin_url();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&admin_url).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is not reachable at {admin_url} ({e}); start it (see .ci/run) or set WEFT_TEST_POSTGRES_URL")
+    });
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    let url = format!("{}/{name}", admin_url.rsplit_once('/').unwrap().0);
+    let pg = weft_store::open(&url).await.expect("postgres opens");
+    test(pg).await;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&admin)
+    .await
+    .unwrap();
+}
+
+fn run(run_id: &str, workflow_id: &str, started_at_ms: u64) -> RunRecord {
+    RunRecord {
+        run_id: run_id.into(),
+        workflow_id: workflow_id.into(),
+        workflow_type: "Greeting".into(),
+        task_queue: "q".into(),
+        run_number: 1,
+        module_id: "m1".into(),
+        input: Payload::from("\"World\""),
+        seed: u64::MAX - 5,
+        status: RunStatus::Running,
+        output: None,
+        error: None,
+        started_at_ms,
+        closed_at_ms: None,
+        history_length: 0,
+    }
+}
+
+fn event(seq: u64, kind: EventKind) -> Event {
+    Event {
+        seq,
+        timestamp_ms: 1000 + seq,
+        kind,
+    }
+}
+
+fn first_step(run_id: &str) -> StepWrite {
+    StepWrite {
+        run_id: run_id.into(),
+        events: vec![
+            event(1, EventKind::RunStarted),
+            event(
+                2,
+                EventKind::ActivityScheduled {
+                    handle: 0,
+                    name: "compose".into(),
+                    input: Payload::from("1"),
+                    options: ActivityOptions::default(),
+                },
+            ),
+            event(
+                3,
+                EventKind::TimerStarted {
+                    handle: 1,
+                    duration_ms: 50,
+                },
+            ),
+        ],
+        new_tasks: vec![NewTask {
+            handle: 0,
+            task_queue: "q".into(),
+            activity_name: "compose".into(),
+            input: Payload::from("1"),
+            options: ActivityOptions {
+                start_to_close_timeout_ms: Some(10),
+                ..Default::default()
+            },
+            scheduled_at_ms: 1000,
+        }],
+        new_timers: vec![TimerRecord {
+            run_id: run_id.into(),
+            handle: 1,
+            fire_at_ms: 1050,
+        }],
+        ..Default::default()
+    }
+}
+
+async fn with_module(store: &SqlStore) {
+    store
+        .put_module("Greeting", "m1", b"component-bytes", 1)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn modules_are_content_addressed_and_the_newest_wins() {
+    on_every_backend(|store| async move {
+        assert_eq!(store.newest_module("Greeting").await.unwrap(), None);
+        with_module(&store).await;
+        store
+            .put_module("Greeting", "m1", b"component-bytes", 2)
+            .await
+            .unwrap();
+        store.put_module("Greeting", "m2", b"v2", 3).await.unwrap();
+        assert_eq!(
+            store.newest_module("Greeting").await.unwrap().as_deref(),
+            Some("m2")
+        );
+        assert_eq!(
+            store.module("m1").await.unwrap().as_deref(),
+            Some(&b"component-bytes"[..])
+        );
+        assert_eq!(store.module("nope").await.unwrap(), None);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_run_and_its_history_round_trip() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store
+            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .await
+            .unwrap();
+        let stored = store.run("r1").await.unwrap().unwrap();
+        assert_eq!(stored.seed, u64::MAX - 5);
+        assert_eq!(stored.history_length, 3);
+        let history = store.history("r1").await.unwrap().unwrap();
+        assert_eq!(history.events, first_step("r1").events);
+        history.check().unwrap();
+        assert_eq!(history.header.module_sha256, "m1");
+        assert!(store.history("nope").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn one_running_run_per_workflow_id() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store
+            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .await
+            .unwrap();
+        let err = store
+            .create_run(&run("r2", "wf", 11), &first_step("r2"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::AlreadyRunning { run_id, .. } if run_id == "r1"),
+            "{err}"
+        );
+        assert!(
+            store.run("r2").await.unwrap().is_none(),
+            "nothing of r2 was written"
+        );
+        store
+            .commit_steps(&[StepWrite {
+                run_id: "r1".into(),
+                events: vec![event(
+                    4,
+                    EventKind::RunCompleted {
+                        output: Payload::from("1"),
+                    },
+                )],
+                close: Some(RunClose {
+                    status: RunStatus::Completed,
+                    output: Some(Payload::from("1")),
+                    error: None,
+                    closed_at_ms: 20,
+                }),
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        store
+            .create_run(&run("r2", "wf", 30), &first_step("r2"))
+            .await
+            .unwrap();
+        assert_eq!(store.latest_run("wf").await.unwrap().unwrap().run_id, "r2");
+        // Closing deleted r1's pending task and timer.
+        assert!(store.task("r1/0").await.unwrap().is_none());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store
+            .create_run(&run("r1", "wf1", 10), &first_step("r1"))
+            .await
+            .unwrap();
+        store
+            .create_run(&run("r2", "wf2", 10), &first_step("r2"))
+            .await
+            .unwrap();
+        let good = StepWrite {
+            run_id: "r1".into(),
+            events: vec![event(4, EventKind::TimerFired { handle: 1 })],
+            done_timers: vec![1],
+            ..Default::default()
+        };
+        let gap = StepWrite {
+            run_id: "r2".into(),
+            events: vec![event(9, EventKind::TimerFired { handle: 1 })],
+            ..Default::default()
+        };
+        let err = store.commit_steps(&[good.clone(), gap]).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::NotContiguous {
+                    stored: 3,
+                    first: 9,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            store.history("r1").await.unwrap().unwrap().events.len(),
+            3,
+            "r1's step rolled back"
+        );
+        assert_eq!(store.due_timers(2000, 10).await.unwrap().len(), 2);
+        store.commit_steps(&[good]).await.unwrap();
+        assert_eq!(store.history("r1").await.unwrap().unwrap().events.len(), 4);
+        assert_eq!(store.due_timers(2000, 10).await.unwrap().len(), 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store
+            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim_tasks("other", 5, 1000, 2000)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let claimed = store.claim_tasks("q", 5, 1000, 2000).await.unwrap();
+        assert_eq!(claimed.len(), 1);
+        let task = &claimed[0];
+        assert_eq!(
+            (
+                task.task_id.as_str(),
+                task.workflow_id.as_str(),
+                task.attempt
+            ),
+            ("r1/0", "wf", 1)
+        );
+        assert_eq!(task.options.start_to_close_timeout_ms, Some(10));
+        assert!(
+            store
+                .claim_tasks("q", 5, 1000, 2000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "leased"
+        );
+        assert!(store.expired_tasks(1999, 10).await.unwrap().is_empty());
+        assert!(store.heartbeat("r1/0", 1, b"50%", 3000).await.unwrap());
+        assert!(
+            !store.heartbeat("r1/0", 2, b"x", 3000).await.unwrap(),
+            "wrong attempt"
+        );
+        let expired = store.expired_tasks(3001, 10).await.unwrap();
+        assert_eq!(expired.len(), 1);
+        assert_eq!(expired[0].heartbeat_details.as_deref(), Some(&b"50%"[..]));
+        assert!(store.retry_task("r1/0", 1, 4000).await.unwrap());
+        assert!(
+            !store.retry_task("r1/0", 1, 4000).await.unwrap(),
+            "retried once only"
+        );
+        assert!(
+            store
+                .claim_tasks("q", 5, 3999, 9000)
+                .await
+                .unwrap()
+                .is_empty(),
+            "backing off"
+        );
+        let again = store.claim_tasks("q", 5, 4000, 9000).await.unwrap();
+        assert_eq!(again[0].attempt, 2);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn runs_are_listed_newest_first_filtered_and_paged() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        for i in 0..5u64 {
+            let id = format!("r{i}");
+            store
+                .create_run(&run(&id, &format!("wf{i}"), 100 + i), &first_step(&id))
+                .await
+                .unwrap();
+        }
+        store
+            .commit_steps(&[StepWrite {
+                run_id: "r3".into(),
+                events: vec![event(
+                    4,
+                    EventKind::RunFailed {
+                        error: ErrorInfo::new("Boom", "x"),
+                    },
+                )],
+                close: Some(RunClose {
+                    status: RunStatus::Failed,
+                    output: None,
+                    error: Some(ErrorInfo::new("Boom", "x")),
+                    closed_at_ms: 200,
+                }),
+                ..Default::default()
+            }])
+            .await
+            .unwrap();
+        let all = RunFilter::default();
+        let page1 = store.list_runs(&all, None, 2).await.unwrap();
+        let ids: Vec<&str> = page1.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["r4", "r3"]);
+        let last = page1.last().unwrap();
+        let page2 = store
+            .list_runs(&all, Some((last.started_at_ms, last.run_id.clone())), 2)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = page2.iter().map(|r| r.run_id.as_str()).collect();
+        assert_eq!(ids, ["r2", "r1"]);
+        let failed = RunFilter {
+            status: Some(RunStatus::Failed),
+            workflow_type: None,
+        };
+        let failed = store.list_runs(&failed, None, 10).await.unwrap();
+        assert_eq!(failed.len(), 1);
+        assert_eq!(failed[0].error.as_ref().unwrap().kind, "Boom");
+        let other_type = RunFilter {
+            status: None,
+            workflow_type: Some("Other".into()),
+        };
+        assert!(
+            store
+                .list_runs(&other_type, None, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.running_runs().await.unwrap().len(), 4);
+    })
+    .await;
+}
