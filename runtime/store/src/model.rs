@@ -54,6 +54,8 @@ pub struct RunRecord {
     pub started_at_ms: u64,
     pub closed_at_ms: Option<u64>,
     pub history_length: u64,
+    /// For a child run: the parent run and the parent's handle for this child.
+    pub parent: Option<(String, u32)>,
 }
 
 /// An activity task to create.
@@ -106,6 +108,8 @@ pub struct RunClose {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct StepWrite {
     pub run_id: String,
+    /// Set when this step starts the run: its row is inserted first.
+    pub create: Option<RunRecord>,
     /// Appended to the history; their seqs must follow the stored ones.
     pub events: Vec<Event>,
     pub new_tasks: Vec<NewTask>,

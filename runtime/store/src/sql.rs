@@ -24,7 +24,8 @@ pub struct SqlStore {
 }
 
 const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
-    input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length";
+    input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length, \
+    parent_run_id, parent_handle";
 const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
     options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details";
 
@@ -66,6 +67,13 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         started_at_ms: u(row.try_get("started_at_ms")?),
         closed_at_ms: row.try_get::<Option<i64>, _>("closed_at_ms")?.map(u),
         history_length: u(row.try_get::<i32, _>("history_length")?.into()),
+        parent: match (
+            row.try_get::<Option<String>, _>("parent_run_id")?,
+            row.try_get::<Option<i64>, _>("parent_handle")?,
+        ) {
+            (Some(run_id), Some(handle)) => Some((run_id, handle as u32)),
+            _ => None,
+        },
     })
 }
 
@@ -92,7 +100,42 @@ impl SqlStore {
         SqlStore { pool, dialect }
     }
 
+    async fn insert_run(tx: &mut Transaction<'_, Any>, run: &RunRecord) -> Result<(), StoreError> {
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO runs ({RUN_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12)"
+        )))
+        .bind(&run.run_id)
+        .bind(&run.workflow_id)
+        .bind(&run.workflow_type)
+        .bind(&run.task_queue)
+        .bind(run.run_number as i32)
+        .bind(&run.module_id)
+        .bind(run.input.0.clone())
+        .bind(i(run.seed))
+        .bind(RunStatus::Running.as_str())
+        .bind(i(run.started_at_ms))
+        .bind(run.parent.as_ref().map(|(id, _)| id.clone()))
+        .bind(run.parent.as_ref().map(|(_, h)| i64::from(*h)))
+        .execute(&mut **tx)
+        .await;
+        match inserted {
+            // The running run's id is looked up by `commit_steps` once this (on PostgreSQL,
+            // aborted) transaction is gone.
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::AlreadyRunning {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: String::new(),
+                })
+            }
+            other => other.map(|_| ()).map_err(StoreError::from),
+        }
+    }
+
     async fn write_step(tx: &mut Transaction<'_, Any>, step: &StepWrite) -> Result<(), StoreError> {
+        if let Some(run) = &step.create {
+            Self::insert_run(tx, run).await?;
+        }
         let stored: Option<i32> =
             sqlx::query_scalar("SELECT history_length FROM runs WHERE run_id = $1")
                 .bind(&step.run_id)
@@ -257,47 +300,33 @@ impl Store for SqlStore {
     }
 
     async fn create_run(&self, run: &RunRecord, first: &StepWrite) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO runs ({RUN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0)"
-        )))
-        .bind(&run.run_id)
-        .bind(&run.workflow_id)
-        .bind(&run.workflow_type)
-        .bind(&run.task_queue)
-        .bind(run.run_number as i32)
-        .bind(&run.module_id)
-        .bind(run.input.0.clone())
-        .bind(i(run.seed))
-        .bind(RunStatus::Running.as_str())
-        .bind(i(run.started_at_ms))
-        .execute(&mut *tx)
-        .await;
-        if let Err(sqlx::Error::Database(db)) = &inserted
-            && db.is_unique_violation()
-        {
-            drop(tx);
-            let running = self
-                .runs_where("workflow_id = $1 AND status = 'running'", &run.workflow_id)
-                .await?;
-            return Err(StoreError::AlreadyRunning {
-                workflow_id: run.workflow_id.clone(),
-                run_id: running
-                    .first()
-                    .map(|r| r.run_id.clone())
-                    .unwrap_or_default(),
-            });
-        }
-        inserted?;
-        Self::write_step(&mut tx, first).await?;
-        tx.commit().await?;
-        Ok(())
+        let step = StepWrite {
+            create: Some(run.clone()),
+            ..first.clone()
+        };
+        self.commit_steps(std::slice::from_ref(&step)).await
     }
 
     async fn commit_steps(&self, steps: &[StepWrite]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await?;
         for step in steps {
-            Self::write_step(&mut tx, step).await?;
+            match Self::write_step(&mut tx, step).await {
+                Ok(()) => {}
+                Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
+                    drop(tx);
+                    let running = self
+                        .runs_where("workflow_id = $1 AND status = 'running'", &workflow_id)
+                        .await?;
+                    return Err(StoreError::AlreadyRunning {
+                        workflow_id,
+                        run_id: running
+                            .first()
+                            .map(|r| r.run_id.clone())
+                            .unwrap_or_default(),
+                    });
+                }
+                Err(other) => return Err(other),
+            }
         }
         tx.commit().await?;
         Ok(())

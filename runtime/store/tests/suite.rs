@@ -67,6 +67,7 @@ fn run(run_id: &str, workflow_id: &str, started_at_ms: u64) -> RunRecord {
         started_at_ms,
         closed_at_ms: None,
         history_length: 0,
+        parent: Some(("parent-run".into(), 3)),
     }
 }
 
@@ -161,6 +162,7 @@ async fn a_run_and_its_history_round_trip() {
         let stored = store.run("r1").await.unwrap().unwrap();
         assert_eq!(stored.seed, u64::MAX - 5);
         assert_eq!(stored.history_length, 3);
+        assert_eq!(stored.parent, Some(("parent-run".into(), 3)));
         let history = store.history("r1").await.unwrap().unwrap();
         assert_eq!(history.events, first_step("r1").events);
         history.check().unwrap();

@@ -26,7 +26,10 @@ CREATE TABLE runs (
     error_message TEXT,
     started_at_ms BIGINT NOT NULL,
     closed_at_ms BIGINT,
-    history_length INTEGER NOT NULL
+    history_length INTEGER NOT NULL,
+    -- A child run's parent and the parent's handle for it.
+    parent_run_id TEXT,
+    parent_handle BIGINT
 );
 -- One running run per workflow id.
 CREATE UNIQUE INDEX runs_one_running ON runs (workflow_id) WHERE status = 'running';
