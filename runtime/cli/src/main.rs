@@ -1,8 +1,10 @@
 //! `weft`: run a workflow in-process, replay a history offline, build a guest crate.
 
 mod build_cmd;
+mod client_cmd;
 mod replay_cmd;
 mod run_cmd;
+mod server_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +28,8 @@ pub(crate) mod exit {
     about = "Durable workflows as WebAssembly components"
 )]
 struct Cli {
+    #[command(flatten)]
+    server: client_cmd::Server,
     #[command(subcommand)]
     command: Command,
 }
@@ -37,6 +41,10 @@ enum Command {
     /// Replay a recorded history on a module, offline, and report any divergence.
     Replay(replay_cmd::ReplayArgs),
     /// Build a workflow crate (or a workspace of them) into Wasm components.
+    /// Serve the gRPC API (embedded SQLite by default).
+    Server(server_cmd::ServerArgs),
+    #[command(flatten)]
+    Client(client_cmd::ClientCommand),
     Build {
         /// The crate or workspace directory.
         #[arg(default_value = ".")]
@@ -60,6 +68,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Replay(args) => replay_cmd::replay(args),
         Command::Build { path, out } => build_cmd::build(&path, out),
+        Command::Server(args) => server_cmd::server(args),
+        Command::Client(command) => client_cmd::client(cli.server, command),
     };
     match result {
         Ok(code) => ExitCode::from(code),

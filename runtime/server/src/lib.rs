@@ -1,7 +1,199 @@
-//! The weft server.
-pub mod proto {
-    #![allow(missing_docs, clippy::all)]
-    tonic::include_proto!("weft.v1");
-    /// For server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("weft_descriptor");
+//! The weft server: keeps every run durable, runs workflow code on the engine, hands activity
+//! tasks to native workers over gRPC, and fires timers and timeouts.
+//!
+//! - [`executor`]: the one owner of this node's runs; group-commits their steps;
+//! - `workflow_service` / `worker_service`: the gRPC API (`proto/weft/v1/weft.proto`);
+//! - `sweeper`: due timers and activity tasks whose lease ran out (retries, timeouts);
+//! - [`serve`]: wires them to a listener, with health and reflection services.
+
+pub mod executor;
+mod sweeper;
+mod worker_service;
+mod workflow_service;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use weft_engine::{Clock, Engine, EngineConfig, SystemClock};
+use weft_store::Store;
+
+pub use executor::Executor;
+
+pub use weft_proto as proto;
+
+/// Largest payload (input, output, signal, heartbeat details) the API accepts.
+pub const MAX_PAYLOAD_BYTES: usize = 2 << 20;
+/// Largest component `UploadModule` accepts.
+pub const MAX_COMPONENT_BYTES: usize = 64 << 20;
+
+/// Why a server operation failed; mapped to a gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("no module is registered for workflow type `{0}`; upload one with `weft upload`")]
+    UnknownWorkflowType(String),
+    #[error(
+        "workflow `{workflow_id}` already has a running run ({run_id}); set return_existing to get it"
+    )]
+    AlreadyRunning { workflow_id: String, run_id: String },
+    #[error("no run `{0}`")]
+    UnknownRun(String),
+    #[error("run `{0}` is closed")]
+    RunClosed(String),
+    #[error("delivery refused: {0}")]
+    Delivery(String),
+    #[error("storage failed: {0}")]
+    Storage(String),
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<weft_store::StoreError> for ServerError {
+    fn from(e: weft_store::StoreError) -> Self {
+        ServerError::Storage(e.to_string())
+    }
+}
+
+impl From<ServerError> for tonic::Status {
+    fn from(e: ServerError) -> Self {
+        let message = e.to_string();
+        match e {
+            ServerError::UnknownWorkflowType(_) | ServerError::UnknownRun(_) => {
+                tonic::Status::not_found(message)
+            }
+            ServerError::AlreadyRunning { .. } => tonic::Status::already_exists(message),
+            ServerError::RunClosed(_) | ServerError::Delivery(_) => {
+                tonic::Status::failed_precondition(message)
+            }
+            ServerError::Storage(_) | ServerError::ShuttingDown => {
+                tonic::Status::unavailable(message)
+            }
+            ServerError::Internal(_) => tonic::Status::internal(message),
+        }
+    }
+}
+
+/// How to run a server.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// `sqlite:path` or `postgres://...`.
+    pub database: String,
+    /// Runs kept in memory between activations; more are rebuilt from history on demand.
+    pub max_cached_runs: usize,
+    pub engine: EngineConfig,
+    /// How often timers and expired tasks are looked for.
+    pub sweep_interval: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            database: "sqlite:weft.db".into(),
+            max_cached_runs: 10_000,
+            engine: EngineConfig::default(),
+            sweep_interval: Duration::from_millis(20),
+        }
+    }
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot open the database `{database}`: {error}")]
+    Database {
+        database: String,
+        error: weft_store::StoreError,
+    },
+    #[error(transparent)]
+    Engine(#[from] weft_engine::EngineError),
+    #[error("cannot serve: {0}")]
+    Serve(String),
+}
+
+/// Opens the database and serves the API on `listener` until `shutdown` resolves.
+pub async fn serve(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let store: Arc<dyn Store> =
+        Arc::new(weft_store::open(&config.database).await.map_err(|error| {
+            StartError::Database {
+                database: config.database.clone(),
+                error,
+            }
+        })?);
+    let engine = Engine::new(config.engine.clone())?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let executor = Executor::spawn(
+        engine.clone(),
+        store.clone(),
+        clock.clone(),
+        config.max_cached_runs,
+    );
+    tokio::spawn(sweeper::run(
+        store.clone(),
+        executor.clone(),
+        clock.clone(),
+        config.sweep_interval,
+    ));
+
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    health_reporter
+        .set_serving::<proto::workflow_service_server::WorkflowServiceServer<workflow_service::WorkflowApi>>()
+        .await;
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Serve(e.to_string()))?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| StartError::Serve(e.to_string()))?;
+    let workflow =
+        workflow_service::WorkflowApi::new(engine, store.clone(), executor.clone(), clock.clone());
+    let worker = worker_service::WorkerApi::new(store, executor, clock);
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?addr, database = %config.database, "weft server listening");
+    tonic::transport::Server::builder()
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            proto::workflow_service_server::WorkflowServiceServer::new(workflow)
+                .max_decoding_message_size(MAX_COMPONENT_BYTES + 1024),
+        )
+        .add_service(proto::worker_service_server::WorkerServiceServer::new(
+            worker,
+        ))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            shutdown,
+        )
+        .await
+        .map_err(|e| StartError::Serve(e.to_string()))
+}
+
+/// Milliseconds of retry backoff before attempt `attempt + 1`.
+pub(crate) fn backoff_ms(policy: &weft_engine::weft_history::RetryPolicy, attempt: u32) -> u64 {
+    let exp = policy
+        .backoff_coefficient
+        .max(1.0)
+        .powi(attempt.saturating_sub(1) as i32);
+    let ms = (policy.initial_interval_ms as f64 * exp).min(policy.maximum_interval_ms as f64);
+    ms.max(0.0) as u64
+}
+
+/// The retry policy when an activity names none.
+pub(crate) fn default_retry() -> weft_engine::weft_history::RetryPolicy {
+    weft_engine::weft_history::RetryPolicy {
+        initial_interval_ms: 1_000,
+        backoff_coefficient: 2.0,
+        maximum_interval_ms: 100_000,
+        maximum_attempts: 0,
+        non_retryable_errors: Vec::new(),
+    }
 }

@@ -1,0 +1,286 @@
+//! The client commands: upload, start, result, describe, list, history, signal.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use tonic::transport::Channel;
+use weft_proto::workflow_service_client::WorkflowServiceClient;
+use weft_proto::{self as proto, RunStatus};
+
+use crate::exit;
+
+#[derive(clap::Args)]
+pub struct Server {
+    /// The weft server (client commands).
+    #[arg(
+        long,
+        env = "WEFT_SERVER",
+        default_value = "http://127.0.0.1:7233",
+        global = true
+    )]
+    server: String,
+}
+
+#[derive(clap::Subcommand)]
+pub enum ClientCommand {
+    /// Upload a workflow component as the newest module of a workflow type.
+    Upload {
+        #[arg(long = "type")]
+        workflow_type: String,
+        file: PathBuf,
+    },
+    /// Start a workflow run.
+    Start {
+        #[arg(long = "type")]
+        workflow_type: String,
+        #[arg(long = "id")]
+        workflow_id: String,
+        #[arg(long, default_value = "null")]
+        input: String,
+        #[arg(long, default_value = "default")]
+        task_queue: String,
+        /// Wait for the result and print it.
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's result.
+    Result {
+        workflow_id: String,
+        #[arg(long)]
+        wait: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's status.
+    Describe {
+        workflow_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List runs, newest first.
+    List {
+        #[arg(long)]
+        workflow_type: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Print a run's history (`--json`: the format `weft replay` reads).
+    History {
+        workflow_id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a signal to a running workflow.
+    Signal {
+        workflow_id: String,
+        name: String,
+        #[arg(long, default_value = "null")]
+        payload: String,
+    },
+}
+
+fn status_name(status: i32) -> &'static str {
+    match RunStatus::try_from(status) {
+        Ok(RunStatus::Running) => "running",
+        Ok(RunStatus::Completed) => "completed",
+        Ok(RunStatus::Failed) => "failed",
+        Ok(RunStatus::ContinuedAsNew) => "continued_as_new",
+        Ok(RunStatus::Terminated) => "terminated",
+        _ => "unknown",
+    }
+}
+
+fn json_arg(name: &str, text: &str) -> anyhow::Result<Vec<u8>> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .with_context(|| format!("{name} `{text}` is not valid JSON"))?;
+    Ok(text.as_bytes().to_vec())
+}
+
+pub fn client(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(run(server, command))
+}
+
+async fn result(
+    client: &mut WorkflowServiceClient<Channel>,
+    workflow_id: String,
+    wait: bool,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let r = client
+        .get_workflow_result(proto::GetWorkflowResultRequest {
+            workflow_id,
+            run_id: String::new(),
+            wait,
+            wait_timeout_ms: 0,
+        })
+        .await?
+        .into_inner();
+    let output = String::from_utf8_lossy(&r.output).into_owned();
+    if json {
+        let error = r
+            .error
+            .as_ref()
+            .map(|e| serde_json::json!({"kind": e.kind, "message": e.message}));
+        println!(
+            "{}",
+            serde_json::json!({"run_id": r.run_id, "status": status_name(r.status), "output": output, "error": error})
+        );
+    } else if let Some(e) = &r.error {
+        println!("{}: {}: {}", status_name(r.status), e.kind, e.message);
+    } else if r.status == RunStatus::Running as i32 {
+        println!("running");
+    } else {
+        println!("{output}");
+    }
+    Ok(if r.status == RunStatus::Failed as i32 {
+        exit::RUN_FAILED
+    } else {
+        0
+    })
+}
+
+async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
+    let mut client = WorkflowServiceClient::connect(server.server.clone())
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to the weft server at {}; start one with `weft server`",
+                server.server
+            )
+        })?
+        .max_decoding_message_size(weft_server::MAX_COMPONENT_BYTES)
+        .max_encoding_message_size(weft_server::MAX_COMPONENT_BYTES + 1024);
+    match command {
+        ClientCommand::Upload {
+            workflow_type,
+            file,
+        } => {
+            let component = crate::read_file(&file, "component")?;
+            let r = client
+                .upload_module(proto::UploadModuleRequest {
+                    workflow_type,
+                    component,
+                })
+                .await?
+                .into_inner();
+            println!("{}", r.module_id);
+        }
+        ClientCommand::Start {
+            workflow_type,
+            workflow_id,
+            input,
+            task_queue,
+            wait,
+            json,
+        } => {
+            let input = json_arg("--input", &input)?;
+            let r = client
+                .start_workflow(proto::StartWorkflowRequest {
+                    workflow_type,
+                    workflow_id: workflow_id.clone(),
+                    input,
+                    task_queue,
+                    return_existing: false,
+                })
+                .await?
+                .into_inner();
+            if wait {
+                return result(&mut client, workflow_id, true, json).await;
+            }
+            println!("{}", r.run_id);
+        }
+        ClientCommand::Result {
+            workflow_id,
+            wait,
+            json,
+        } => return result(&mut client, workflow_id, wait, json).await,
+        ClientCommand::Describe { workflow_id, json } => {
+            let r = client
+                .describe_workflow(proto::DescribeWorkflowRequest {
+                    workflow_id,
+                    run_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            let Some(run) = r.run else {
+                bail!("the server returned no run")
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": run.workflow_id, "run_id": run.run_id, "type": run.workflow_type,
+                        "status": status_name(run.status), "run_number": run.run_number, "module_id": run.module_id,
+                        "history_length": run.history_length})
+                );
+            } else {
+                println!(
+                    "{} {} {} run #{} {} events={}",
+                    run.workflow_id,
+                    run.run_id,
+                    run.workflow_type,
+                    run.run_number,
+                    status_name(run.status),
+                    run.history_length
+                );
+            }
+        }
+        ClientCommand::List {
+            workflow_type,
+            limit,
+        } => {
+            let r = client
+                .list_workflows(proto::ListWorkflowsRequest {
+                    status: 0,
+                    workflow_type: workflow_type.unwrap_or_default(),
+                    page_size: limit,
+                    page_token: String::new(),
+                })
+                .await?
+                .into_inner();
+            for run in r.runs {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    run.workflow_id,
+                    run.run_id,
+                    run.workflow_type,
+                    status_name(run.status)
+                );
+            }
+        }
+        ClientCommand::History { workflow_id, json } => {
+            let r = client
+                .get_history(proto::GetHistoryRequest {
+                    workflow_id,
+                    run_id: String::new(),
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!("{}", r.history_json);
+            } else {
+                let history = weft_history::History::from_json(r.history_json.as_bytes())?;
+                for e in history.events {
+                    println!("{:>4}  {}", e.seq, e.kind);
+                }
+            }
+        }
+        ClientCommand::Signal {
+            workflow_id,
+            name,
+            payload,
+        } => {
+            let payload = json_arg("--payload", &payload)?;
+            client
+                .signal_workflow(proto::SignalWorkflowRequest {
+                    workflow_id,
+                    signal_name: name,
+                    payload,
+                })
+                .await?;
+        }
+    }
+    Ok(0)
+}

@@ -1,0 +1,704 @@
+//! The executor: the one owner of this node's workflow runs.
+//!
+//! Every change to a run goes through here as a [`Command`]. The executor takes all commands
+//! waiting in its queue as a batch, applies each one to its run in memory (starting it,
+//! delivering a completion, activating the guest), turns the new events into a [`StepWrite`]
+//! (tasks and timers to create or finish, the close), commits the whole batch in one
+//! transaction (group commit), and only then answers the callers. A run that is not cached is
+//! rebuilt by replaying its stored history; a failed commit evicts the runs it touched, so
+//! memory never runs ahead of the database.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc, oneshot, watch};
+use weft_engine::weft_history::{Completion, ErrorInfo, Event, EventKind, Failure, Payload};
+use weft_engine::{
+    Activation, Clock, Engine, NewRun, RunOptions, RunOutcome, WorkflowModule, WorkflowRun,
+};
+use weft_store::{
+    NewTask, RunClose, RunRecord, RunStatus, StepWrite, Store, StoreError, TimerRecord,
+};
+
+use crate::ServerError;
+
+/// Largest batch committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// What to start.
+#[derive(Clone, Debug)]
+pub struct StartRequest {
+    pub workflow_type: String,
+    pub workflow_id: String,
+    pub input: Payload,
+    pub task_queue: String,
+    pub return_existing: bool,
+}
+
+/// What was started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Started {
+    pub run_id: String,
+    pub existing: bool,
+}
+
+/// A change to a run.
+enum Command {
+    Start {
+        request: StartRequest,
+        reply: oneshot::Sender<Result<Started, ServerError>>,
+    },
+    Deliver {
+        run_id: String,
+        delivery: EventKind,
+        /// Task or timer rows this delivery finishes.
+        done_task: Option<String>,
+        done_timer: Option<u32>,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// Internal follow-ups: a child to start, continue-as-new.
+    StartInternal(Box<InternalStart>),
+}
+
+struct InternalStart {
+    request: StartRequest,
+    run_number: u32,
+    parent: Option<(String, u32)>,
+}
+
+/// Cloneable handle to the executor task.
+#[derive(Clone)]
+pub struct Executor {
+    tx: mpsc::Sender<Command>,
+    closed: watch::Receiver<u64>,
+    queues: Arc<QueueNotify>,
+}
+
+/// Wakes pollers of a task queue when tasks are added to it.
+#[derive(Default)]
+pub struct QueueNotify {
+    queues: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl QueueNotify {
+    /// The notifier of `queue`.
+    pub fn get(&self, queue: &str) -> Arc<Notify> {
+        let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
+        queues.entry(queue.to_owned()).or_default().clone()
+    }
+}
+
+struct CachedRun {
+    run: WorkflowRun,
+    record: RunRecord,
+    /// Events already turned into side effects.
+    seen: usize,
+}
+
+struct State {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    modules: HashMap<String, WorkflowModule>,
+    runs: HashMap<String, CachedRun>,
+    lru: VecDeque<String>,
+    max_cached: usize,
+    closed: watch::Sender<u64>,
+    queues: Arc<QueueNotify>,
+}
+
+/// The answer to one command, sent once the batch is durable.
+enum Reply {
+    Start(
+        oneshot::Sender<Result<Started, ServerError>>,
+        Result<Started, ServerError>,
+    ),
+    Deliver(
+        oneshot::Sender<Result<(), ServerError>>,
+        Result<(), ServerError>,
+    ),
+    None,
+}
+
+impl Executor {
+    /// Spawns the executor task.
+    pub fn spawn(
+        engine: Engine,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        max_cached: usize,
+    ) -> Self {
+        let (tx, rx) = mpsc::channel(4096);
+        let (closed_tx, closed) = watch::channel(0);
+        let queues = Arc::new(QueueNotify::default());
+        let state = State {
+            engine,
+            store,
+            clock,
+            modules: HashMap::new(),
+            runs: HashMap::new(),
+            lru: VecDeque::new(),
+            max_cached: max_cached.max(1),
+            closed: closed_tx,
+            queues: queues.clone(),
+        };
+        tokio::spawn(state.run(rx));
+        Executor { tx, closed, queues }
+    }
+
+    /// Task-queue notifiers, for long polls.
+    pub fn queues(&self) -> &Arc<QueueNotify> {
+        &self.queues
+    }
+
+    /// Changes whenever a run closes.
+    pub fn closed(&self) -> watch::Receiver<u64> {
+        self.closed.clone()
+    }
+
+    /// Starts a run; answers once it is durable.
+    pub async fn start(&self, request: StartRequest) -> Result<Started, ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Start { request, reply }).await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
+    /// Delivers an event to a run; answers once it (and what the run did next) is durable.
+    pub async fn deliver(
+        &self,
+        run_id: &str,
+        delivery: EventKind,
+        done_task: Option<String>,
+        done_timer: Option<u32>,
+    ) -> Result<(), ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Deliver {
+            run_id: run_id.to_owned(),
+            delivery,
+            done_task,
+            done_timer,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
+    async fn send(&self, command: Command) -> Result<(), ServerError> {
+        self.tx
+            .send(command)
+            .await
+            .map_err(|_| ServerError::ShuttingDown)
+    }
+}
+
+/// Turns a terminal outcome into the run's close.
+fn close_of(outcome: &RunOutcome, now_ms: u64) -> RunClose {
+    let (status, output, error) = match outcome {
+        RunOutcome::Completed(p) => (RunStatus::Completed, Some(p.clone()), None),
+        RunOutcome::Failed(e) => (RunStatus::Failed, None, Some(e.clone())),
+        RunOutcome::ContinuedAsNew(_) => (RunStatus::ContinuedAsNew, None, None),
+    };
+    RunClose {
+        status,
+        output,
+        error,
+        closed_at_ms: now_ms,
+    }
+}
+
+impl State {
+    async fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        while let Some(first) = rx.recv().await {
+            let mut batch: VecDeque<Command> = VecDeque::from([first]);
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(command) => batch.push_back(command),
+                    Err(_) => break,
+                }
+            }
+            self.process_batch(batch).await;
+        }
+    }
+
+    async fn process_batch(&mut self, mut batch: VecDeque<Command>) {
+        let mut steps: Vec<StepWrite> = Vec::new();
+        let mut replies = Vec::new();
+        while let Some(command) = batch.pop_front() {
+            let mut follow_ups = Vec::new();
+            let reply = match command {
+                Command::Start { request, reply } => {
+                    let result = self
+                        .start(request, 1, None, &mut steps, &mut follow_ups)
+                        .await;
+                    Reply::Start(reply, result)
+                }
+                Command::StartInternal(internal) => {
+                    let InternalStart {
+                        request,
+                        run_number,
+                        parent,
+                    } = *internal;
+                    if let Err(e) = self
+                        .start(request, run_number, parent, &mut steps, &mut follow_ups)
+                        .await
+                    {
+                        tracing::error!(error = %e, "cannot start a child or continued run");
+                    }
+                    Reply::None
+                }
+                Command::Deliver {
+                    run_id,
+                    delivery,
+                    done_task,
+                    done_timer,
+                    reply,
+                } => {
+                    let result = self
+                        .deliver(
+                            &run_id,
+                            delivery,
+                            done_task,
+                            done_timer,
+                            &mut steps,
+                            &mut follow_ups,
+                        )
+                        .await;
+                    Reply::Deliver(reply, result)
+                }
+            };
+            replies.push(reply);
+            // Follow-ups go next, in this same batch and transaction.
+            for f in follow_ups.into_iter().rev() {
+                batch.push_front(f);
+            }
+        }
+        let committed = if steps.is_empty() {
+            Ok(())
+        } else {
+            self.store.commit_steps(&steps).await
+        };
+        match committed {
+            Ok(()) => {
+                let mut any_closed = false;
+                for step in &steps {
+                    any_closed |= step.close.is_some();
+                    for task in &step.new_tasks {
+                        self.queues.get(&task.task_queue).notify_waiters();
+                    }
+                }
+                if any_closed {
+                    self.closed.send_modify(|n| *n += 1);
+                }
+                for reply in replies {
+                    match reply {
+                        Reply::Start(tx, result) => {
+                            let _ = tx.send(result);
+                        }
+                        Reply::Deliver(tx, result) => {
+                            let _ = tx.send(result);
+                        }
+                        Reply::None => {}
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, steps = steps.len(), "batch commit failed; evicting its runs");
+                for step in &steps {
+                    self.runs.remove(&step.run_id);
+                }
+                let message = error.to_string();
+                for reply in replies {
+                    match reply {
+                        Reply::Start(tx, _) => {
+                            let _ = tx.send(Err(commit_error(&error, &message)));
+                        }
+                        Reply::Deliver(tx, _) => {
+                            let _ = tx.send(Err(ServerError::Storage(message.clone())));
+                        }
+                        Reply::None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    async fn module(&mut self, module_id: &str) -> Result<WorkflowModule, ServerError> {
+        if let Some(m) = self.modules.get(module_id) {
+            return Ok(m.clone());
+        }
+        let bytes =
+            self.store.module(module_id).await?.ok_or_else(|| {
+                ServerError::Internal(format!("module {module_id} is not stored"))
+            })?;
+        let module = self
+            .engine
+            .load(&bytes)
+            .map_err(|e| ServerError::Internal(format!("stored module {module_id}: {e}")))?;
+        self.modules.insert(module_id.to_owned(), module.clone());
+        Ok(module)
+    }
+
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            clock: self.clock.clone(),
+            ..RunOptions::default()
+        }
+    }
+
+    async fn start(
+        &mut self,
+        request: StartRequest,
+        run_number: u32,
+        parent: Option<(String, u32)>,
+        steps: &mut Vec<StepWrite>,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<Started, ServerError> {
+        let module_id = self
+            .store
+            .newest_module(&request.workflow_type)
+            .await?
+            .ok_or_else(|| ServerError::UnknownWorkflowType(request.workflow_type.clone()))?;
+        // A continued run replaces a running one; anything else must not overlap it.
+        if run_number == 1 {
+            let pending_in_batch = steps.iter().any(|s| {
+                s.create
+                    .as_ref()
+                    .is_some_and(|r| r.workflow_id == request.workflow_id)
+                    && s.close.is_none()
+            });
+            let running = match self.store.latest_run(&request.workflow_id).await? {
+                Some(r) if r.status == RunStatus::Running => Some(r.run_id),
+                _ => None,
+            };
+            if let Some(run_id) = running {
+                return if request.return_existing {
+                    Ok(Started {
+                        run_id,
+                        existing: true,
+                    })
+                } else {
+                    Err(ServerError::AlreadyRunning {
+                        workflow_id: request.workflow_id,
+                        run_id,
+                    })
+                };
+            }
+            if pending_in_batch {
+                return Err(ServerError::AlreadyRunning {
+                    workflow_id: request.workflow_id,
+                    run_id: String::new(),
+                });
+            }
+        }
+        let module = self.module(&module_id).await?;
+        let now = self.clock.now_ms();
+        let seed = random_u64();
+        let run_id = format!("{:016x}{:016x}", random_u64(), random_u64());
+        let record = RunRecord {
+            run_id: run_id.clone(),
+            workflow_id: request.workflow_id.clone(),
+            workflow_type: request.workflow_type.clone(),
+            task_queue: request.task_queue.clone(),
+            run_number,
+            module_id,
+            input: request.input.clone(),
+            seed,
+            status: RunStatus::Running,
+            output: None,
+            error: None,
+            started_at_ms: now,
+            closed_at_ms: None,
+            history_length: 0,
+            parent,
+        };
+        let run = WorkflowRun::start(
+            &self.engine,
+            &module,
+            NewRun {
+                workflow_id: request.workflow_id,
+                run_id: run_id.clone(),
+                workflow_type: request.workflow_type,
+                task_queue: request.task_queue,
+                run_number,
+                input: request.input,
+                seed,
+            },
+            self.options(),
+        );
+        let mut cached = CachedRun {
+            run,
+            record: record.clone(),
+            seen: 0,
+        };
+        let mut step = StepWrite {
+            run_id: run_id.clone(),
+            create: Some(record),
+            ..StepWrite::default()
+        };
+        self.activate(&mut cached, &mut step, follow_ups)?;
+        steps.push(step);
+        self.cache(run_id.clone(), cached);
+        Ok(Started {
+            run_id,
+            existing: false,
+        })
+    }
+
+    async fn deliver(
+        &mut self,
+        run_id: &str,
+        delivery: EventKind,
+        done_task: Option<String>,
+        done_timer: Option<u32>,
+        steps: &mut Vec<StepWrite>,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<(), ServerError> {
+        let mut cached = match self.runs.remove(run_id) {
+            Some(c) => c,
+            None => self.rebuild(run_id).await?,
+        };
+        let mut step = StepWrite {
+            run_id: run_id.to_owned(),
+            done_tasks: done_task.into_iter().collect(),
+            done_timers: done_timer.into_iter().collect(),
+            ..StepWrite::default()
+        };
+        let delivered = cached.run.deliver(delivery);
+        let result = match delivered {
+            Ok(_) => self.activate(&mut cached, &mut step, follow_ups),
+            // A late or duplicate delivery changes nothing but still finishes its row.
+            Err(e) => Err(ServerError::Delivery(e.to_string())),
+        };
+        steps.push(step);
+        if cached.record.status == RunStatus::Running {
+            self.cache(run_id.to_owned(), cached);
+        }
+        result
+    }
+
+    /// Rebuilds a run from its stored history (the crash path).
+    async fn rebuild(&mut self, run_id: &str) -> Result<CachedRun, ServerError> {
+        let record = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
+        if record.status != RunStatus::Running {
+            return Err(ServerError::RunClosed(run_id.to_owned()));
+        }
+        let history = self
+            .store
+            .history(run_id)
+            .await?
+            .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
+        let module = self.module(&record.module_id).await?;
+        let seen = history.events.len();
+        let mut run = WorkflowRun::resume(&self.engine, &module, history, self.options())
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        match run.activate() {
+            Ok(Activation::Suspended) => {}
+            other => {
+                return Err(ServerError::Internal(format!(
+                    "run {run_id} did not replay to a wait: {other:?}"
+                )));
+            }
+        }
+        tracing::debug!(run_id, events = seen, "rebuilt run from history");
+        Ok(CachedRun { run, record, seen })
+    }
+
+    /// Activates the run and turns its new events into side effects.
+    fn activate(
+        &mut self,
+        cached: &mut CachedRun,
+        step: &mut StepWrite,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<(), ServerError> {
+        let activation = cached
+            .run
+            .activate()
+            .map_err(|e| ServerError::Internal(format!("run {}: {e}", cached.record.run_id)))?;
+        let events: Vec<Event> = cached
+            .run
+            .with_history(|h| h.events[cached.seen..].to_vec());
+        cached.seen += events.len();
+        let record = cached.record.clone();
+        for event in &events {
+            match &event.kind {
+                EventKind::ActivityScheduled {
+                    handle,
+                    name,
+                    input,
+                    options,
+                } => step.new_tasks.push(NewTask {
+                    handle: *handle,
+                    task_queue: options
+                        .task_queue
+                        .clone()
+                        .unwrap_or_else(|| record.task_queue.clone()),
+                    activity_name: name.clone(),
+                    input: input.clone(),
+                    options: options.clone(),
+                    scheduled_at_ms: event.timestamp_ms,
+                }),
+                EventKind::TimerStarted {
+                    handle,
+                    duration_ms,
+                } => step.new_timers.push(TimerRecord {
+                    run_id: record.run_id.clone(),
+                    handle: *handle,
+                    fire_at_ms: event.timestamp_ms.saturating_add(*duration_ms),
+                }),
+                EventKind::CancelRequested { handle } => {
+                    // A cancelled timer's row goes; a cancelled activity is taken back from
+                    // its queue (rows are inserted before deletes, so same-step tasks go too)
+                    // and completes as cancelled below.
+                    step.done_timers.push(*handle);
+                    step.done_tasks.push(format!("{}/{handle}", record.run_id));
+                }
+                EventKind::ChildWorkflowStarted {
+                    handle,
+                    workflow_type,
+                    workflow_id,
+                    task_queue,
+                    input,
+                } => follow_ups.push(Command::StartInternal(Box::new(InternalStart {
+                    request: StartRequest {
+                        workflow_type: workflow_type.clone(),
+                        workflow_id: workflow_id.clone(),
+                        input: input.clone(),
+                        task_queue: task_queue
+                            .clone()
+                            .unwrap_or_else(|| record.task_queue.clone()),
+                        return_existing: false,
+                    },
+                    run_number: 1,
+                    parent: Some((record.run_id.clone(), *handle)),
+                }))),
+                _ => {}
+            }
+        }
+        if let Activation::Finished(outcome) = activation {
+            let now = self.clock.now_ms();
+            let close = close_of(&outcome, now);
+            cached.record.status = close.status;
+            step.close = Some(close);
+            match &outcome {
+                RunOutcome::ContinuedAsNew(input) => {
+                    follow_ups.push(Command::StartInternal(Box::new(InternalStart {
+                        request: StartRequest {
+                            workflow_type: record.workflow_type.clone(),
+                            workflow_id: record.workflow_id.clone(),
+                            input: input.clone(),
+                            task_queue: record.task_queue.clone(),
+                            return_existing: false,
+                        },
+                        run_number: record.run_number + 1,
+                        parent: record.parent.clone(),
+                    })))
+                }
+                outcome => {
+                    if let Some((parent_run, handle)) = &record.parent {
+                        let completion = match outcome {
+                            RunOutcome::Completed(p) => Completion::Ok(p.clone()),
+                            RunOutcome::Failed(e) => {
+                                Completion::Err(Failure::ChildFailed(ErrorInfo {
+                                    attempts: 1,
+                                    ..e.clone()
+                                }))
+                            }
+                            RunOutcome::ContinuedAsNew(_) => unreachable!("handled above"),
+                        };
+                        let (reply, _) = oneshot::channel();
+                        follow_ups.push(Command::Deliver {
+                            run_id: parent_run.clone(),
+                            delivery: EventKind::ChildWorkflowCompleted {
+                                handle: *handle,
+                                completion,
+                            },
+                            done_task: None,
+                            done_timer: None,
+                            reply,
+                        });
+                    }
+                }
+            }
+        }
+        // Activity cancellation completes at once (the queue took the task back).
+        for event in &events {
+            if let EventKind::CancelRequested { handle } = &event.kind {
+                let is_activity = cached.run.with_history(|h| {
+                    h.events.iter().any(|e| {
+                        matches!(&e.kind, EventKind::ActivityScheduled { handle: h2, .. } if h2 == handle)
+                    })
+                });
+                if is_activity && cached.record.status == RunStatus::Running {
+                    let (reply, _) = oneshot::channel();
+                    follow_ups.push(Command::Deliver {
+                        run_id: cached.record.run_id.clone(),
+                        delivery: EventKind::ActivityCompleted {
+                            handle: *handle,
+                            completion: Completion::Err(Failure::Cancelled),
+                        },
+                        done_task: None,
+                        done_timer: None,
+                        reply,
+                    });
+                }
+            }
+        }
+        step.events.extend(events);
+        Ok(())
+    }
+
+    fn cache(&mut self, run_id: String, cached: CachedRun) {
+        self.runs.insert(run_id.clone(), cached);
+        self.lru.push_back(run_id);
+        while self.runs.len() > self.max_cached {
+            let Some(oldest) = self.lru.pop_front() else {
+                break;
+            };
+            // Entries may be stale (touched again later); evict only the least recent.
+            if !self.lru.contains(&oldest) {
+                self.runs.remove(&oldest);
+            }
+        }
+        if self.lru.len() > self.max_cached * 4 {
+            let live: std::collections::HashSet<&String> = self.runs.keys().collect();
+            let mut seen = std::collections::HashSet::new();
+            let mut compact = VecDeque::new();
+            for id in self.lru.iter().rev() {
+                if live.contains(id) && seen.insert(id.clone()) {
+                    compact.push_front(id.clone());
+                }
+            }
+            self.lru = compact;
+        }
+    }
+}
+
+fn commit_error(error: &StoreError, message: &str) -> ServerError {
+    match error {
+        StoreError::AlreadyRunning {
+            workflow_id,
+            run_id,
+        } => ServerError::AlreadyRunning {
+            workflow_id: workflow_id.clone(),
+            run_id: run_id.clone(),
+        },
+        _ => ServerError::Storage(message.to_owned()),
+    }
+}
+
+/// 64 random bits for seeds and run ids, from the OS-seeded hasher (no extra dependency).
+pub(crate) fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}

@@ -1,0 +1,277 @@
+//! `WorkerService`: native workers poll activity tasks and report their outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tonic::{Request, Response, Status};
+use weft_engine::Clock;
+use weft_engine::weft_history::{Completion, ErrorInfo, EventKind, Failure, Payload};
+use weft_store::{Store, TaskRecord};
+
+use crate::executor::Executor;
+use crate::proto::{self, worker_service_server::WorkerService};
+use crate::{MAX_PAYLOAD_BYTES, ServerError, backoff_ms, default_retry};
+
+/// An attempt's time limit when the activity sets no start-to-close timeout.
+const DEFAULT_START_TO_CLOSE_MS: u64 = 300_000;
+const DEFAULT_POLL_MS: u64 = 30_000;
+const MAX_POLL_MS: u64 = 60_000;
+const MAX_TASKS_PER_POLL: u32 = 100;
+
+pub(crate) struct WorkerApi {
+    store: Arc<dyn Store>,
+    executor: Executor,
+    clock: Arc<dyn Clock>,
+}
+
+/// How long one attempt of `task` may hold its lease before a heartbeat or the result.
+pub(crate) fn lease_ms(task: &TaskRecord) -> u64 {
+    let start_to_close = task
+        .options
+        .start_to_close_timeout_ms
+        .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
+    task.options
+        .heartbeat_timeout_ms
+        .map_or(start_to_close, |hb| hb.min(start_to_close))
+}
+
+/// Ends an attempt that failed or timed out: retries it per its policy, or delivers
+/// `failure` to the run when no attempt is left.
+pub(crate) async fn fail_attempt(
+    store: &dyn Store,
+    executor: &Executor,
+    task: &TaskRecord,
+    kind: &str,
+    non_retryable: bool,
+    failure: Failure,
+    now_ms: u64,
+) -> Result<(), ServerError> {
+    let policy = task.options.retry.clone().unwrap_or_else(default_retry);
+    let backoff = backoff_ms(&policy, task.attempt);
+    let exhausted = policy.maximum_attempts != 0 && task.attempt >= policy.maximum_attempts;
+    let never_retry = non_retryable || policy.non_retryable_errors.iter().any(|k| k == kind);
+    let out_of_time = task
+        .options
+        .schedule_to_close_timeout_ms
+        .is_some_and(|limit| now_ms + backoff >= task.scheduled_at_ms + limit);
+    if exhausted || never_retry || out_of_time {
+        tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt, kind, "activity failed for good");
+        executor
+            .deliver(
+                &task.run_id,
+                EventKind::ActivityCompleted {
+                    handle: task.handle,
+                    completion: Completion::Err(failure),
+                },
+                Some(task.task_id.clone()),
+                None,
+            )
+            .await
+    } else {
+        store
+            .retry_task(&task.task_id, task.attempt, now_ms + backoff)
+            .await?;
+        executor.queues().get(&task.task_queue).notify_waiters();
+        Ok(())
+    }
+}
+
+fn parse_token(token: &str) -> Result<(&str, u32), Status> {
+    token
+        .rsplit_once('#')
+        .and_then(|(id, attempt)| Some((id, attempt.parse().ok()?)))
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "task_token `{token}` is not a token this server issued; pass the task_token of a polled task"
+            ))
+        })
+}
+
+impl WorkerApi {
+    pub(crate) fn new(store: Arc<dyn Store>, executor: Executor, clock: Arc<dyn Clock>) -> Self {
+        WorkerApi {
+            store,
+            executor,
+            clock,
+        }
+    }
+
+    /// The task a token names, if its attempt is still the current, leased one.
+    async fn current_task(&self, token: &str) -> Result<TaskRecord, Status> {
+        let (task_id, attempt) = parse_token(token)?;
+        let task = self
+            .store
+            .task(task_id)
+            .await
+            .map_err(ServerError::from)?
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "unknown task token `{token}`: the task completed, was cancelled, or was never issued"
+                ))
+            })?;
+        if task.attempt != attempt || task.lease_until_ms.is_none() {
+            return Err(Status::failed_precondition(format!(
+                "attempt {attempt} of task {task_id} is no longer current (it timed out; attempt {} is the current one)",
+                task.attempt
+            )));
+        }
+        Ok(task)
+    }
+}
+
+fn check_payload(field: &str, bytes: &[u8]) -> Result<(), Status> {
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "{field} is {} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes: keep large data outside weft and pass a reference",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl WorkerService for WorkerApi {
+    async fn poll_activity_task(
+        &self,
+        request: Request<proto::PollActivityTaskRequest>,
+    ) -> Result<Response<proto::PollActivityTaskResponse>, Status> {
+        let req = request.into_inner();
+        if req.task_queue.is_empty() {
+            return Err(Status::invalid_argument(
+                "task_queue is required: name the queue this worker serves",
+            ));
+        }
+        if req.max_tasks > MAX_TASKS_PER_POLL {
+            return Err(Status::invalid_argument(format!(
+                "max_tasks is {}; ask for 1 to {MAX_TASKS_PER_POLL}",
+                req.max_tasks
+            )));
+        }
+        let max = req.max_tasks.max(1);
+        let wait_ms = match req.poll_timeout_ms {
+            0 => DEFAULT_POLL_MS,
+            ms => u64::from(ms).min(MAX_POLL_MS),
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        let notify = self.executor.queues().get(&req.task_queue);
+        loop {
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let now = self.clock.now_ms();
+            let claimed = self
+                .store
+                .claim_tasks(&req.task_queue, max, now, now + DEFAULT_START_TO_CLOSE_MS)
+                .await
+                .map_err(ServerError::from)?;
+            if !claimed.is_empty() {
+                let mut tasks = Vec::with_capacity(claimed.len());
+                for task in claimed {
+                    let lease = lease_ms(&task);
+                    let details = task.heartbeat_details.clone().unwrap_or_default();
+                    if lease != DEFAULT_START_TO_CLOSE_MS {
+                        self.store
+                            .heartbeat(&task.task_id, task.attempt, &details, now + lease)
+                            .await
+                            .map_err(ServerError::from)?;
+                    }
+                    let start_to_close = task
+                        .options
+                        .start_to_close_timeout_ms
+                        .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
+                    tasks.push(proto::ActivityTask {
+                        task_token: format!("{}#{}", task.task_id, task.attempt),
+                        activity_name: task.activity_name.clone(),
+                        input: task.input.0.clone(),
+                        attempt: task.attempt,
+                        workflow_id: task.workflow_id.clone(),
+                        run_id: task.run_id.clone(),
+                        idempotency_key: format!("{}/{}", task.workflow_id, task.task_id),
+                        deadline_ms: now + start_to_close,
+                        heartbeat_timeout_ms: task.options.heartbeat_timeout_ms.unwrap_or(0),
+                        heartbeat_details: details,
+                    });
+                }
+                return Ok(Response::new(proto::PollActivityTaskResponse { tasks }));
+            }
+            // Wake on new tasks, and look again now and then for retries coming due.
+            let tick = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                _ = &mut notified => {}
+                _ = tick => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return Ok(Response::new(proto::PollActivityTaskResponse { tasks: Vec::new() }));
+                }
+            }
+        }
+    }
+
+    async fn complete_activity_task(
+        &self,
+        request: Request<proto::CompleteActivityTaskRequest>,
+    ) -> Result<Response<proto::CompleteActivityTaskResponse>, Status> {
+        let req = request.into_inner();
+        check_payload("output", &req.output)?;
+        let task = self.current_task(&req.task_token).await?;
+        self.executor
+            .deliver(
+                &task.run_id,
+                EventKind::ActivityCompleted {
+                    handle: task.handle,
+                    completion: Completion::Ok(Payload(req.output)),
+                },
+                Some(task.task_id.clone()),
+                None,
+            )
+            .await?;
+        Ok(Response::new(proto::CompleteActivityTaskResponse {}))
+    }
+
+    async fn fail_activity_task(
+        &self,
+        request: Request<proto::FailActivityTaskRequest>,
+    ) -> Result<Response<proto::FailActivityTaskResponse>, Status> {
+        let req = request.into_inner();
+        if req.error_kind.is_empty() {
+            return Err(Status::invalid_argument(
+                "error_kind is required: a machine-readable kind such as `ModelUnavailable`",
+            ));
+        }
+        let task = self.current_task(&req.task_token).await?;
+        let failure = Failure::ActivityFailed(ErrorInfo {
+            kind: req.error_kind.clone(),
+            message: req.message,
+            attempts: task.attempt,
+        });
+        fail_attempt(
+            self.store.as_ref(),
+            &self.executor,
+            &task,
+            &req.error_kind,
+            req.non_retryable,
+            failure,
+            self.clock.now_ms(),
+        )
+        .await?;
+        Ok(Response::new(proto::FailActivityTaskResponse {}))
+    }
+
+    async fn record_heartbeat(
+        &self,
+        request: Request<proto::RecordHeartbeatRequest>,
+    ) -> Result<Response<proto::RecordHeartbeatResponse>, Status> {
+        let req = request.into_inner();
+        check_payload("details", &req.details)?;
+        let task = self.current_task(&req.task_token).await?;
+        let lease = self.clock.now_ms() + lease_ms(&task);
+        let alive = self
+            .store
+            .heartbeat(&task.task_id, task.attempt, &req.details, lease)
+            .await
+            .map_err(ServerError::from)?;
+        // A task deleted or retried under us: the attempt should stop.
+        Ok(Response::new(proto::RecordHeartbeatResponse {
+            cancel_requested: !alive,
+        }))
+    }
+}

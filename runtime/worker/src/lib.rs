@@ -1,0 +1,289 @@
+//! Native activity workers for weft.
+//!
+//! Register async functions by name with serde-typed input and output, then poll one task
+//! queue with a concurrency limit:
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), weft_worker::WorkerError> {
+//! use weft_worker::{ActivityContext, ActivityError, Worker};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Greeting { greeting: String, name: String }
+//!
+//! let mut worker = Worker::connect("http://127.0.0.1:7233").await?;
+//! worker.activity("compose_greeting", |_ctx: ActivityContext, g: Greeting| async move {
+//!     Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
+//! });
+//! worker.run("hello-activity-task-queue", 8, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! On shutdown the worker stops polling and finishes the tasks it holds. A task whose
+//! worker dies is retried by the server when its lease (start-to-close or heartbeat timeout)
+//! runs out; [`ActivityContext::heartbeat`] extends it and saves progress for the next attempt.
+#![deny(missing_docs)]
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::Semaphore;
+use tonic::transport::Channel;
+use weft_proto::worker_service_client::WorkerServiceClient;
+
+/// Why the worker could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    /// The server could not be reached.
+    #[error("cannot connect to the weft server at {url}: {reason}")]
+    Connect {
+        /// The server address.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// A call to the server failed.
+    #[error("weft server call failed: {0}")]
+    Rpc(#[from] tonic::Status),
+}
+
+/// An activity's failure, reported to the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActivityError {
+    /// Machine-readable kind; retry policies list the kinds never to retry.
+    pub kind: String,
+    /// What happened.
+    pub message: String,
+    /// Never retry this failure, whatever the policy says.
+    pub non_retryable: bool,
+}
+
+impl ActivityError {
+    /// A failure that the retry policy may retry.
+    pub fn retryable(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        ActivityError {
+            kind: kind.into(),
+            message: message.into(),
+            non_retryable: false,
+        }
+    }
+
+    /// A failure that is never retried.
+    pub fn non_retryable(kind: impl Into<String>, message: impl Into<String>) -> Self {
+        ActivityError {
+            non_retryable: true,
+            ..Self::retryable(kind, message)
+        }
+    }
+}
+
+/// What an activity invocation knows about itself, and its line to the server.
+#[derive(Clone, Debug)]
+pub struct ActivityContext {
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// The workflow that scheduled the activity.
+    pub workflow_id: String,
+    /// Its run.
+    pub run_id: String,
+    /// The same for every attempt of this activity: use it to de-duplicate side effects.
+    pub idempotency_key: String,
+    /// Details of the last heartbeat of an earlier attempt (empty if none).
+    pub heartbeat_details: Vec<u8>,
+    token: String,
+    client: WorkerServiceClient<Channel>,
+}
+
+impl ActivityContext {
+    /// Reports progress and extends the lease. Returns true when the server asks the attempt
+    /// to stop (it was cancelled or has timed out).
+    pub async fn heartbeat<T: Serialize>(&self, details: &T) -> Result<bool, WorkerError> {
+        let details = serde_json::to_vec(details).unwrap_or_default();
+        let reply = self
+            .client
+            .clone()
+            .record_heartbeat(weft_proto::RecordHeartbeatRequest {
+                task_token: self.token.clone(),
+                details,
+            })
+            .await?;
+        Ok(reply.into_inner().cancel_requested)
+    }
+
+    /// The previous attempt's last heartbeat details, decoded.
+    pub fn previous_progress<T: DeserializeOwned>(&self) -> Option<T> {
+        serde_json::from_slice(&self.heartbeat_details).ok()
+    }
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, ActivityError>> + Send>>;
+type Handler = Arc<dyn Fn(ActivityContext, Vec<u8>) -> BoxFuture + Send + Sync>;
+
+/// A native worker: activities by name, polled from one task queue.
+pub struct Worker {
+    url: String,
+    client: WorkerServiceClient<Channel>,
+    activities: HashMap<String, Handler>,
+    worker_id: String,
+}
+
+impl Worker {
+    /// Connects to the server at `url` (e.g. `http://127.0.0.1:7233`).
+    pub async fn connect(url: &str) -> Result<Self, WorkerError> {
+        let client = WorkerServiceClient::connect(url.to_owned())
+            .await
+            .map_err(|e| WorkerError::Connect {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        Ok(Worker {
+            url: url.to_owned(),
+            client,
+            activities: HashMap::new(),
+            worker_id: format!("worker-{}", std::process::id()),
+        })
+    }
+
+    /// The server this worker talks to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Registers activity `name`: JSON input decoded into `I`, `O` encoded as the result.
+    pub fn activity<I, O, F, Fut>(&mut self, name: &str, f: F) -> &mut Self
+    where
+        I: DeserializeOwned + Send + 'static,
+        O: Serialize + Send + 'static,
+        F: Fn(ActivityContext, I) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<O, ActivityError>> + Send + 'static,
+    {
+        let f = Arc::new(f);
+        let activity = name.to_owned();
+        let handler: Handler = Arc::new(move |ctx, input| {
+            let f = f.clone();
+            let activity = activity.clone();
+            Box::pin(async move {
+                let input: I = serde_json::from_slice(&input).map_err(|e| {
+                    ActivityError::non_retryable(
+                        "BadInput",
+                        format!("input of activity `{activity}` does not decode: {e}"),
+                    )
+                })?;
+                let output = f(ctx, input).await?;
+                serde_json::to_vec(&output).map_err(|e| {
+                    ActivityError::non_retryable(
+                        "BadOutput",
+                        format!("output of activity `{activity}` does not encode: {e}"),
+                    )
+                })
+            })
+        });
+        self.activities.insert(name.to_owned(), handler);
+        self
+    }
+
+    /// Polls `task_queue`, running up to `concurrency` activities at once, until `shutdown`
+    /// resolves; then finishes the running ones and returns.
+    pub async fn run(
+        &self,
+        task_queue: &str,
+        concurrency: usize,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), WorkerError> {
+        let slots = Arc::new(Semaphore::new(concurrency.max(1)));
+        let mut running = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            // Ask only for as many tasks as there are free slots.
+            let permit = tokio::select! {
+                _ = &mut shutdown => break,
+                permit = slots.clone().acquire_owned() => permit.expect("semaphore open"),
+            };
+            // Only this loop takes slots, so the free ones stay free until the tasks arrive.
+            let free = 1 + slots.available_permits().min(99);
+            let mut client = self.client.clone();
+            let poll = client.poll_activity_task(weft_proto::PollActivityTaskRequest {
+                task_queue: task_queue.to_owned(),
+                worker_id: self.worker_id.clone(),
+                max_tasks: free as u32,
+                poll_timeout_ms: 10_000,
+            });
+            let tasks = tokio::select! {
+                _ = &mut shutdown => break,
+                reply = poll => match reply {
+                    Ok(reply) => reply.into_inner().tasks,
+                    Err(status) => {
+                        tracing::warn!(%status, "poll failed; retrying in 1 s");
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                        continue;
+                    }
+                },
+            };
+            drop(permit);
+            for task in tasks {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    // Cannot happen (we asked for free slots only); the lease will expire.
+                    tracing::error!(task = %task.task_token, "no free slot for a polled task");
+                    continue;
+                };
+                let handler = self.activities.get(&task.activity_name).cloned();
+                let client = self.client.clone();
+                running.spawn(async move {
+                    execute(client, handler, task).await;
+                    drop(permit);
+                });
+            }
+            while running.try_join_next().is_some() {}
+        }
+        while running.join_next().await.is_some() {}
+        Ok(())
+    }
+}
+
+async fn execute(
+    mut client: WorkerServiceClient<Channel>,
+    handler: Option<Handler>,
+    task: weft_proto::ActivityTask,
+) {
+    let token = task.task_token.clone();
+    let ctx = ActivityContext {
+        attempt: task.attempt,
+        workflow_id: task.workflow_id.clone(),
+        run_id: task.run_id.clone(),
+        idempotency_key: task.idempotency_key.clone(),
+        heartbeat_details: task.heartbeat_details.clone(),
+        token: token.clone(),
+        client: client.clone(),
+    };
+    let result = match handler {
+        Some(h) => h(ctx, task.input).await,
+        None => Err(ActivityError::non_retryable(
+            "ActivityNotRegistered",
+            format!("this worker has no activity `{}`", task.activity_name),
+        )),
+    };
+    let reported = match result {
+        Ok(output) => client
+            .complete_activity_task(weft_proto::CompleteActivityTaskRequest {
+                task_token: token.clone(),
+                output,
+            })
+            .await
+            .map(|_| ()),
+        Err(e) => client
+            .fail_activity_task(weft_proto::FailActivityTaskRequest {
+                task_token: token.clone(),
+                error_kind: e.kind,
+                message: e.message,
+                non_retryable: e.non_retryable,
+            })
+            .await
+            .map(|_| ()),
+    };
+    if let Err(status) = reported {
+        tracing::warn!(task = %token, %status, "could not report the activity's result");
+    }
+}
