@@ -100,6 +100,16 @@ impl SqlStore {
         SqlStore { pool, dialect }
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front: a
+    /// transaction that reads first and upgrades later fails with SQLITE_BUSY when another
+    /// connection wrote in between, where waiting for the lock succeeds.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.dialect {
+            Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Dialect::Postgres => self.pool.begin().await?,
+        })
+    }
+
     async fn insert_run(tx: &mut Transaction<'_, Any>, run: &RunRecord) -> Result<(), StoreError> {
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO runs ({RUN_COLUMNS}) \
@@ -257,7 +267,7 @@ impl Store for SqlStore {
         component: &[u8],
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO modules (module_id, workflow_type, component, created_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (module_id) DO NOTHING",
@@ -308,7 +318,7 @@ impl Store for SqlStore {
     }
 
     async fn commit_steps(&self, steps: &[StepWrite]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for step in steps {
             match Self::write_step(&mut tx, step).await {
                 Ok(()) => {}

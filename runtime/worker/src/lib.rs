@@ -265,25 +265,37 @@ async fn execute(
             format!("this worker has no activity `{}`", task.activity_name),
         )),
     };
-    let reported = match result {
-        Ok(output) => client
-            .complete_activity_task(weft_proto::CompleteActivityTaskRequest {
-                task_token: token.clone(),
-                output,
-            })
-            .await
-            .map(|_| ()),
-        Err(e) => client
-            .fail_activity_task(weft_proto::FailActivityTaskRequest {
-                task_token: token.clone(),
-                error_kind: e.kind,
-                message: e.message,
-                non_retryable: e.non_retryable,
-            })
-            .await
-            .map(|_| ()),
-    };
-    if let Err(status) = reported {
-        tracing::warn!(task = %token, %status, "could not report the activity's result");
+    // A server that is briefly unavailable gets the result again; anything else is final.
+    let mut delay = std::time::Duration::from_millis(100);
+    for attempt in 1..=6 {
+        let reported = match &result {
+            Ok(output) => client
+                .complete_activity_task(weft_proto::CompleteActivityTaskRequest {
+                    task_token: token.clone(),
+                    output: output.clone(),
+                })
+                .await
+                .map(|_| ()),
+            Err(e) => client
+                .fail_activity_task(weft_proto::FailActivityTaskRequest {
+                    task_token: token.clone(),
+                    error_kind: e.kind.clone(),
+                    message: e.message.clone(),
+                    non_retryable: e.non_retryable,
+                })
+                .await
+                .map(|_| ()),
+        };
+        match reported {
+            Ok(()) => return,
+            Err(status) if status.code() == tonic::Code::Unavailable && attempt < 6 => {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+            Err(status) => {
+                tracing::warn!(task = %token, %status, "could not report the activity's result");
+                return;
+            }
+        }
     }
 }

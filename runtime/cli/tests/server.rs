@@ -1,0 +1,598 @@
+//! The server as users run it: a real `weft server` process (killed with SIGKILL in the crash
+//! test), real gRPC over loopback, the worker crate, SQLite files and the local PostgreSQL.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use serde::Deserialize;
+use tonic::Code;
+use weft_proto::worker_service_client::WorkerServiceClient;
+use weft_proto::workflow_service_client::WorkflowServiceClient;
+use weft_proto::{self as proto, RunStatus};
+use weft_worker::{ActivityContext, ActivityError, Worker};
+
+struct ServerProcess {
+    child: Child,
+    url: String,
+}
+
+impl ServerProcess {
+    async fn start(database: &str, port: u16) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_weft"))
+            .args([
+                "server",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--database",
+                database,
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("weft server starts");
+        // Dropping the process on a failed start kills and reaps it.
+        let server = ServerProcess {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        };
+        for _ in 0..200 {
+            if WorkflowServiceClient::connect(server.url.clone())
+                .await
+                .is_ok()
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("weft server did not come up on {}", server.url);
+    }
+
+    fn kill(mut self) {
+        // SIGKILL: no shutdown code runs.
+        self.child.kill().expect("kill");
+        self.child.wait().expect("reaped");
+    }
+
+    async fn client(&self) -> WorkflowServiceClient<tonic::transport::Channel> {
+        WorkflowServiceClient::connect(self.url.clone())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs SQL on the local PostgreSQL's `postgres` database through psql.
+fn psql(sql: &str) {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            "postgres",
+            "-qc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql {sql}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A fresh PostgreSQL database, dropped when the guard goes.
+struct PgDatabase {
+    url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create() -> Self {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "weft_server_test_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        psql(&format!("CREATE DATABASE {name}"));
+        PgDatabase {
+            url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
+            name,
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+#[derive(Deserialize)]
+struct ComposeGreeting {
+    greeting: String,
+    name: String,
+}
+
+/// Runs a hello-activity worker on `queue` in the background.
+async fn spawn_hello_worker(
+    url: &str,
+    failures_before_success: u32,
+    non_retryable: bool,
+) -> tokio::task::JoinHandle<()> {
+    let mut worker = Worker::connect(url).await.unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    worker.activity(
+        "compose_greeting",
+        move |ctx: ActivityContext, g: ComposeGreeting| {
+            let calls = calls.clone();
+            async move {
+                let n = calls.fetch_add(1, Ordering::SeqCst);
+                if non_retryable {
+                    return Err(ActivityError::non_retryable(
+                        "BadName",
+                        format!("no greeting for {}", g.name),
+                    ));
+                }
+                if n < failures_before_success {
+                    return Err(ActivityError::retryable(
+                        "Flaky",
+                        format!("attempt {} failed", ctx.attempt),
+                    ));
+                }
+                Ok::<_, ActivityError>(format!(
+                    "{}, {}! (attempt {})",
+                    g.greeting, g.name, ctx.attempt
+                ))
+            }
+        },
+    );
+    tokio::spawn(async move {
+        worker
+            .run("hello-activity-task-queue", 8, std::future::pending())
+            .await
+            .unwrap();
+    })
+}
+
+async fn upload(
+    client: &mut WorkflowServiceClient<tonic::transport::Channel>,
+    workflow_type: &str,
+    path: &str,
+) {
+    client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: workflow_type.into(),
+            component: std::fs::read(path).unwrap(),
+        })
+        .await
+        .unwrap();
+}
+
+async fn start(
+    client: &mut WorkflowServiceClient<tonic::transport::Channel>,
+    workflow_type: &str,
+    id: &str,
+    input: &str,
+) -> String {
+    client
+        .start_workflow(proto::StartWorkflowRequest {
+            workflow_type: workflow_type.into(),
+            workflow_id: id.into(),
+            input: input.as_bytes().to_vec(),
+            task_queue: String::new(),
+            return_existing: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run_id
+}
+
+async fn wait_result(
+    client: &mut WorkflowServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> proto::GetWorkflowResultResponse {
+    client
+        .get_workflow_result(proto::GetWorkflowResultRequest {
+            workflow_id: id.into(),
+            run_id: String::new(),
+            wait: true,
+            wait_timeout_ms: 60_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn history(
+    client: &mut WorkflowServiceClient<tonic::transport::Channel>,
+    id: &str,
+) -> weft_history::History {
+    let json = client
+        .get_history(proto::GetHistoryRequest {
+            workflow_id: id.into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .history_json;
+    weft_history::History::from_json(json.as_bytes()).expect("a valid history")
+}
+
+async fn hello_end_to_end(database: &str) {
+    let server = ServerProcess::start(database, free_port()).await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    let worker = spawn_hello_worker(&server.url, 0, false).await;
+    start(&mut client, "GreetingWorkflow", "greet-1", "\"World\"").await;
+    let result = wait_result(&mut client, "greet-1").await;
+    assert_eq!(result.status, RunStatus::Completed as i32);
+    assert_eq!(
+        String::from_utf8(result.output).unwrap(),
+        "\"Hello, World! (attempt 1)\""
+    );
+    // The history the server exports replays clean offline.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("greet-1.json");
+    std::fs::write(
+        &path,
+        history(&mut client, "greet-1").await.to_json_pretty(),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "replay",
+            "--history",
+            path.to_str().unwrap(),
+            "--module",
+            weft_tests::HELLO_ACTIVITY,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("replay OK: 4 events"));
+    // And the CLI client reads the same result.
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", &server.url, "result", "greet-1"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "\"Hello, World! (attempt 1)\"\n"
+    );
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_activity_end_to_end_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    hello_end_to_end(&format!("sqlite:{}", dir.path().join("weft.db").display())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hello_activity_end_to_end_on_postgres() {
+    let db = PgDatabase::create();
+    hello_end_to_end(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_survive_a_sigkill_of_the_server_without_lost_or_duplicated_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let port = free_port();
+    let server = ServerProcess::start(&database, port).await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    upload(
+        &mut client,
+        "TimersAndRandom",
+        weft_tests::TIMERS_AND_RANDOM,
+    )
+    .await;
+    upload(&mut client, "FanOut", weft_tests::FAN_OUT).await;
+    // Sleeping runs, runs awaiting an activity (no worker yet), and a fan-out.
+    for i in 0..5 {
+        start(
+            &mut client,
+            "TimersAndRandom",
+            &format!("sleep-{i}"),
+            "{\"sleep_ms\": 1500}",
+        )
+        .await;
+        start(
+            &mut client,
+            "GreetingWorkflow",
+            &format!("greet-{i}"),
+            "\"World\"",
+        )
+        .await;
+    }
+    start(&mut client, "FanOut", "fan", "{\"n\": 50}").await;
+    server.kill();
+
+    let server = ServerProcess::start(&database, port).await;
+    let mut client = server.client().await;
+    let worker = spawn_hello_worker(&server.url, 0, false).await;
+    let mut square = Worker::connect(&server.url).await.unwrap();
+    square.activity("square", |_: ActivityContext, i: u64| async move {
+        Ok::<_, ActivityError>(i * i)
+    });
+    let square = tokio::spawn(async move {
+        square
+            .run("default", 8, std::future::pending())
+            .await
+            .unwrap()
+    });
+    for i in 0..5 {
+        let r = wait_result(&mut client, &format!("sleep-{i}")).await;
+        assert_eq!(r.status, RunStatus::Completed as i32, "sleep-{i}");
+        let out: serde_json::Value = serde_json::from_slice(&r.output).unwrap();
+        assert_eq!(out["slept_at_least_ms"], true);
+        let r = wait_result(&mut client, &format!("greet-{i}")).await;
+        assert_eq!(r.status, RunStatus::Completed as i32, "greet-{i}");
+    }
+    let r = wait_result(&mut client, "fan").await;
+    let out: serde_json::Value = serde_json::from_slice(&r.output).unwrap();
+    assert_eq!(out["sum"], (0..50u64).map(|i| i * i).sum::<u64>());
+    for id in ["sleep-0", "greet-0", "fan"] {
+        let h = history(&mut client, id).await;
+        h.check().expect("numbered 1..n, one terminal event");
+        assert_eq!(
+            h.events
+                .iter()
+                .filter(|e| e.kind.name() == "RunStarted")
+                .count(),
+            1,
+            "{id}"
+        );
+    }
+    let fan = history(&mut client, "fan").await;
+    let scheduled = fan
+        .events
+        .iter()
+        .filter(|e| e.kind.name() == "ActivityScheduled")
+        .count();
+    let completed = fan
+        .events
+        .iter()
+        .filter(|e| e.kind.name() == "ActivityCompleted")
+        .count();
+    assert_eq!((scheduled, completed), (50, 50));
+    worker.abort();
+    square.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flaky_activity_is_retried_and_a_non_retryable_error_reaches_the_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    let worker = spawn_hello_worker(&server.url, 2, false).await;
+    start(&mut client, "GreetingWorkflow", "flaky", "\"World\"").await;
+    let r = wait_result(&mut client, "flaky").await;
+    assert_eq!(
+        String::from_utf8(r.output).unwrap(),
+        "\"Hello, World! (attempt 3)\""
+    );
+    worker.abort();
+
+    let worker = spawn_hello_worker(&server.url, 0, true).await;
+    start(&mut client, "GreetingWorkflow", "doomed", "\"World\"").await;
+    let r = wait_result(&mut client, "doomed").await;
+    assert_eq!(r.status, RunStatus::Failed as i32);
+    let error = r.error.unwrap();
+    assert_eq!(error.kind, "BadName");
+    assert!(
+        error.message.contains("no greeting for World"),
+        "{}",
+        error.message
+    );
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signal_reaches_a_waiting_workflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "Approval", weft_tests::APPROVAL).await;
+    start(
+        &mut client,
+        "Approval",
+        "approve-1",
+        "{\"request\": \"deploy\", \"timeout_ms\": 3600000}",
+    )
+    .await;
+    client
+        .signal_workflow(proto::SignalWorkflowRequest {
+            workflow_id: "approve-1".into(),
+            signal_name: "approve".into(),
+            payload: br#"{"approver": "ada"}"#.to_vec(),
+        })
+        .await
+        .unwrap();
+    let r = wait_result(&mut client, "approve-1").await;
+    let out: serde_json::Value = serde_json::from_slice(&r.output).unwrap();
+    assert_eq!(out["approver"], "ada");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_the_right_status_and_the_server_keeps_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    let mut worker = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+
+    let err = client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: "T".into(),
+            component: b"garbage".to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("not a WebAssembly file"),
+        "{}",
+        err.message()
+    );
+
+    let err = client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: String::new(),
+            component: vec![1],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "workflow_type is required")
+    );
+
+    let missing = proto::StartWorkflowRequest {
+        workflow_type: "GreetingWorkflow".into(),
+        ..Default::default()
+    };
+    let err = client.start_workflow(missing).await.unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::InvalidArgument, "workflow_id is required")
+    );
+
+    let unknown = proto::StartWorkflowRequest {
+        workflow_type: "NoSuchType".into(),
+        workflow_id: "x".into(),
+        ..Default::default()
+    };
+    let err = client.start_workflow(unknown).await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    assert!(
+        err.message()
+            .contains("no module is registered for workflow type `NoSuchType`"),
+        "{}",
+        err.message()
+    );
+
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    let huge = proto::StartWorkflowRequest {
+        workflow_type: "GreetingWorkflow".into(),
+        workflow_id: "big".into(),
+        input: vec![b'1'; weft_server::MAX_PAYLOAD_BYTES + 1],
+        ..Default::default()
+    };
+    let err = client.start_workflow(huge).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(
+        err.message().contains("the limit is 2097152 bytes"),
+        "{}",
+        err.message()
+    );
+
+    start(&mut client, "GreetingWorkflow", "dup", "\"World\"").await;
+    let again = proto::StartWorkflowRequest {
+        workflow_type: "GreetingWorkflow".into(),
+        workflow_id: "dup".into(),
+        input: b"\"World\"".to_vec(),
+        ..Default::default()
+    };
+    let err = client.start_workflow(again.clone()).await.unwrap_err();
+    assert_eq!(err.code(), Code::AlreadyExists);
+    let existing = client
+        .start_workflow(proto::StartWorkflowRequest {
+            return_existing: true,
+            ..again
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(existing.existing);
+
+    let err = worker
+        .complete_activity_task(proto::CompleteActivityTaskRequest {
+            task_token: "nope#1".into(),
+            output: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = worker
+        .complete_activity_task(proto::CompleteActivityTaskRequest {
+            task_token: "garbage".into(),
+            output: vec![],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let err = worker
+        .poll_activity_task(proto::PollActivityTaskRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    let err = client
+        .describe_workflow(proto::DescribeWorkflowRequest {
+            workflow_id: "ghost".into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.code(), err.message()),
+        (Code::NotFound, "no workflow with id `ghost`")
+    );
+
+    // Still serving.
+    let d = client
+        .describe_workflow(proto::DescribeWorkflowRequest {
+            workflow_id: "dup".into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(d.run.unwrap().status, RunStatus::Running as i32);
+}
