@@ -81,6 +81,13 @@ pub enum ClientCommand {
     },
 }
 
+impl Server {
+    /// The server's URL.
+    pub fn url(&self) -> String {
+        self.server.clone()
+    }
+}
+
 fn status_name(status: i32) -> &'static str {
     match RunStatus::try_from(status) {
         Ok(RunStatus::Running) => "running",

@@ -1,7 +1,9 @@
 //! `weft`: run a workflow in-process, replay a history offline, build a guest crate.
 
+mod bench_cmd;
 mod build_cmd;
 mod client_cmd;
+mod dev_cmd;
 mod replay_cmd;
 mod run_cmd;
 mod server_cmd;
@@ -41,6 +43,10 @@ enum Command {
     /// Replay a recorded history on a module, offline, and report any divergence.
     Replay(replay_cmd::ReplayArgs),
     /// Build a workflow crate (or a workspace of them) into Wasm components.
+    /// A server on embedded SQLite with the examples uploaded and their workers running.
+    Dev(dev_cmd::DevArgs),
+    /// Load a running server with hello-activity and 10-activity workflows; report rates and latencies.
+    Bench(bench_cmd::BenchArgs),
     /// Serve the gRPC API (embedded SQLite by default).
     Server(server_cmd::ServerArgs),
     #[command(flatten)]
@@ -69,6 +75,8 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay_cmd::replay(args),
         Command::Build { path, out } => build_cmd::build(&path, out),
         Command::Server(args) => server_cmd::server(args),
+        Command::Dev(args) => dev_cmd::dev(args),
+        Command::Bench(args) => bench_cmd::bench(&cli.server.url(), args),
         Command::Client(command) => client_cmd::client(cli.server, command),
     };
     match result {

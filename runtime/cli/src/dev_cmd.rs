@@ -1,0 +1,101 @@
+//! `weft dev`: a server on embedded SQLite, the example workflows uploaded, and the example
+//! activity workers, in one process.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use serde::Deserialize;
+use weft_proto::workflow_service_client::WorkflowServiceClient;
+use weft_server::{ServerConfig, serve};
+use weft_worker::{ActivityContext, ActivityError, Worker};
+
+/// The examples `weft dev` uploads: (package, workflow type).
+const EXAMPLES: &[(&str, &str)] = &[
+    ("hello-activity", "GreetingWorkflow"),
+    ("timers-and-random", "TimersAndRandom"),
+    ("fan-out", "FanOut"),
+    ("approval", "Approval"),
+    ("saga", "Saga"),
+    ("ml-pipeline", "MlPipeline"),
+];
+
+#[derive(clap::Args)]
+pub struct DevArgs {
+    #[arg(long, default_value = "127.0.0.1:7233")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "sqlite:weft.db")]
+    database: String,
+    /// The guest examples to build and upload.
+    #[arg(long, default_value = "guest-examples")]
+    examples: PathBuf,
+}
+
+#[derive(Deserialize)]
+struct ComposeGreeting {
+    greeting: String,
+    name: String,
+}
+
+pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
+    let toolchain = weft_guest_build::find_toolchain()?;
+    eprintln!("building the examples with {}", toolchain.describe());
+    let built = weft_guest_build::build(
+        &toolchain,
+        &args.examples,
+        &args.examples.join("target").join("weft-guests"),
+        &args.examples.join("target").join("components"),
+    )?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let config = ServerConfig { database: args.database.clone(), ..ServerConfig::default() };
+        let server = tokio::spawn(serve(config, listener, async {
+            let _ = tokio::signal::ctrl_c().await;
+        }));
+        let url = format!("http://{}", args.listen);
+        let mut client = loop {
+            match WorkflowServiceClient::connect(url.clone()).await {
+                Ok(c) => break c.max_encoding_message_size(weft_server::MAX_COMPONENT_BYTES + 1024),
+                Err(_) if !server.is_finished() => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+                Err(_) => return Err(anyhow::anyhow!("the server stopped: {:?}", server.await)),
+            }
+        };
+        for (package, workflow_type) in EXAMPLES {
+            if let Some(guest) = built.iter().find(|g| g.package == *package) {
+                client
+                    .upload_module(weft_proto::UploadModuleRequest {
+                        workflow_type: workflow_type.to_string(),
+                        component: crate::read_file(&guest.component, "component")?,
+                    })
+                    .await?;
+                eprintln!("uploaded {package} as {workflow_type}");
+            }
+        }
+        let mut hello = Worker::connect(&url).await?;
+        hello.activity("compose_greeting", |_: ActivityContext, g: ComposeGreeting| async move {
+            Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
+        });
+        let mut default = Worker::connect(&url).await?;
+        default.activity("square", |_: ActivityContext, i: u64| async move { Ok::<_, ActivityError>(i * i) });
+        eprintln!(
+            "weft dev: server on {url} ({}), workers on `hello-activity-task-queue` and `default`.\n\
+             try: weft start --type GreetingWorkflow --id hello-1 --input '\"World\"' --wait",
+            args.database
+        );
+        let stop = || async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let (a, b, s) = tokio::join!(
+            hello.run("hello-activity-task-queue", 16, stop()),
+            default.run("default", 16, stop()),
+            server
+        );
+        a?;
+        b?;
+        s??;
+        Ok(0)
+    })
+}
