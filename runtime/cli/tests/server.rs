@@ -596,3 +596,101 @@ async fn bad_requests_get_the_right_status_and_the_server_keeps_serving() {
         .into_inner();
     assert_eq!(d.run.unwrap().status, RunStatus::Running as i32);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_whose_worker_died_times_out_and_another_worker_completes_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    // This worker takes the task and never answers: it stands for a worker that died.
+    let (took_tx, mut took_rx) = tokio::sync::mpsc::channel::<u32>(1);
+    let mut dead = Worker::connect(&server.url).await.unwrap();
+    dead.activity(
+        "compose_greeting",
+        move |ctx: ActivityContext, _: ComposeGreeting| {
+            let took = took_tx.clone();
+            async move {
+                let _ = took.send(ctx.attempt).await;
+                std::future::pending::<()>().await;
+                Ok::<String, ActivityError>(String::new())
+            }
+        },
+    );
+    let dead = tokio::spawn(async move {
+        dead.run("hello-activity-task-queue", 1, std::future::pending())
+            .await
+    });
+    start(&mut client, "GreetingWorkflow", "orphan", "\"World\"").await;
+    assert_eq!(took_rx.recv().await, Some(1));
+    dead.abort();
+    // The 10 s start-to-close timeout expires, the task is retried, a live worker takes it.
+    let live = spawn_hello_worker(&server.url, 0, false).await;
+    let r = wait_result(&mut client, "orphan").await;
+    assert_eq!(
+        String::from_utf8(r.output).unwrap(),
+        "\"Hello, World! (attempt 2)\""
+    );
+    live.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn child_workflows_and_continue_as_new_run_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "EdgeCases", weft_tests::EDGE_CASES).await;
+    start(
+        &mut client,
+        "EdgeCases",
+        "parent",
+        r#"{"mode": "children", "n": 3}"#,
+    )
+    .await;
+    let r = wait_result(&mut client, "parent").await;
+    assert_eq!(String::from_utf8(r.output).unwrap(), "3");
+    let child = client
+        .describe_workflow(proto::DescribeWorkflowRequest {
+            workflow_id: "parent/1".into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .run
+        .unwrap();
+    assert_eq!(child.status, RunStatus::Completed as i32);
+
+    start(
+        &mut client,
+        "EdgeCases",
+        "counter",
+        r#"{"mode": "count", "run": 1, "until": 3, "seen": []}"#,
+    )
+    .await;
+    let r = wait_result(&mut client, "counter").await;
+    assert_eq!(String::from_utf8(r.output).unwrap(), "[1,2,3]");
+    let runs = client
+        .list_workflows(proto::ListWorkflowsRequest {
+            workflow_type: "EdgeCases".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .runs;
+    let counter: Vec<u32> = runs
+        .iter()
+        .filter(|r| r.workflow_id == "counter")
+        .map(|r| r.run_number)
+        .collect();
+    assert_eq!(counter, [3, 2, 1]);
+}
