@@ -177,6 +177,17 @@ pub async fn serve(
         .map_err(|e| StartError::Serve(e.to_string()))
 }
 
+/// Refuses a payload over [`MAX_PAYLOAD_BYTES`], naming the field.
+pub(crate) fn check_payload(field: &str, bytes: &[u8]) -> Result<(), tonic::Status> {
+    if bytes.len() > MAX_PAYLOAD_BYTES {
+        return Err(tonic::Status::invalid_argument(format!(
+            "{field} is {} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes: keep large data outside weft and pass a reference",
+            bytes.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Milliseconds of retry backoff before attempt `attempt + 1`.
 pub(crate) fn backoff_ms(policy: &weft_engine::weft_history::RetryPolicy, attempt: u32) -> u64 {
     let exp = policy

@@ -10,7 +10,7 @@ use weft_store::{Store, TaskRecord};
 
 use crate::executor::Executor;
 use crate::proto::{self, worker_service_server::WorkerService};
-use crate::{MAX_PAYLOAD_BYTES, ServerError, backoff_ms, default_retry};
+use crate::{ServerError, backoff_ms, check_payload, default_retry};
 
 /// An attempt's time limit when the activity sets no start-to-close timeout.
 const DEFAULT_START_TO_CLOSE_MS: u64 = 300_000;
@@ -117,16 +117,6 @@ impl WorkerApi {
         }
         Ok(task)
     }
-}
-
-fn check_payload(field: &str, bytes: &[u8]) -> Result<(), Status> {
-    if bytes.len() > MAX_PAYLOAD_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "{field} is {} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes: keep large data outside weft and pass a reference",
-            bytes.len()
-        )));
-    }
-    Ok(())
 }
 
 #[tonic::async_trait]

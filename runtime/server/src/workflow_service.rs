@@ -10,7 +10,7 @@ use weft_store::{RunFilter, RunRecord, RunStatus, Store};
 
 use crate::executor::{Executor, StartRequest};
 use crate::proto::{self, workflow_service_server::WorkflowService};
-use crate::{MAX_COMPONENT_BYTES, MAX_PAYLOAD_BYTES, ServerError};
+use crate::{MAX_COMPONENT_BYTES, ServerError, check_payload};
 
 const DEFAULT_RESULT_WAIT_MS: u64 = 60_000;
 
@@ -27,16 +27,6 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     } else {
         Ok(value)
     }
-}
-
-fn check_payload(field: &str, bytes: &[u8]) -> Result<(), Status> {
-    if bytes.len() > MAX_PAYLOAD_BYTES {
-        return Err(Status::invalid_argument(format!(
-            "{field} is {} bytes; the limit is {MAX_PAYLOAD_BYTES} bytes: keep large data outside weft and pass a reference",
-            bytes.len()
-        )));
-    }
-    Ok(())
 }
 
 fn status_to_proto(s: RunStatus) -> proto::RunStatus {
