@@ -694,3 +694,53 @@ async fn child_workflows_and_continue_as_new_run_through_the_server() {
         .collect();
     assert_eq!(counter, [3, 2, 1]);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_activity_that_always_fails_stops_at_maximum_attempts_and_the_workflow_sees_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "MlPipeline", weft_tests::ML_PIPELINE).await;
+    let attempts = Arc::new(AtomicU32::new(0));
+    let mut cpu = Worker::connect(&server.url).await.unwrap();
+    cpu.activity(
+        "normalize",
+        |_: ActivityContext, texts: Vec<String>| async move { Ok::<_, ActivityError>(texts) },
+    );
+    let mut inference = Worker::connect(&server.url).await.unwrap();
+    let seen = attempts.clone();
+    inference.activity(
+        "classify",
+        move |ctx: ActivityContext, _: serde_json::Value| {
+            seen.fetch_max(ctx.attempt, Ordering::SeqCst);
+            async move {
+                Err::<serde_json::Value, _>(ActivityError::retryable("ModelUnavailable", "no GPU"))
+            }
+        },
+    );
+    let cpu = tokio::spawn(async move { cpu.run("cpu", 4, std::future::pending()).await });
+    let inference =
+        tokio::spawn(async move { inference.run("inference", 4, std::future::pending()).await });
+    let input = r#"{"tickets": ["my card was charged twice"], "labels": [{"name": "billing", "description": "payments"}]}"#;
+    start(&mut client, "MlPipeline", "triage", input).await;
+    let r = wait_result(&mut client, "triage").await;
+    assert_eq!(r.status, RunStatus::Failed as i32);
+    let error = r.error.unwrap();
+    assert_eq!(error.kind, "ModelUnavailable");
+    assert!(
+        error.message.contains("after 5 attempt(s)"),
+        "{}",
+        error.message
+    );
+    assert_eq!(
+        attempts.load(Ordering::SeqCst),
+        5,
+        "the policy allows 5 attempts, no more"
+    );
+    cpu.abort();
+    inference.abort();
+}

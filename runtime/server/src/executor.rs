@@ -11,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use weft_engine::weft_history::{Completion, ErrorInfo, Event, EventKind, Failure, Payload};
 use weft_engine::{
     Activation, Clock, Engine, NewRun, RunOptions, RunOutcome, WorkflowModule, WorkflowRun,
@@ -70,7 +70,7 @@ struct InternalStart {
 #[derive(Clone)]
 pub struct Executor {
     tx: mpsc::Sender<Command>,
-    closed: watch::Receiver<u64>,
+    closed: broadcast::Sender<Arc<str>>,
     queues: Arc<QueueNotify>,
 }
 
@@ -103,7 +103,9 @@ struct State {
     runs: HashMap<String, CachedRun>,
     lru: VecDeque<String>,
     max_cached: usize,
-    closed: watch::Sender<u64>,
+    closed: broadcast::Sender<Arc<str>>,
+    /// Workflow ids whose runs close in the batch being built; announced once it commits.
+    closed_in_batch: Vec<Arc<str>>,
     queues: Arc<QueueNotify>,
 }
 
@@ -129,7 +131,7 @@ impl Executor {
         max_cached: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        let (closed_tx, closed) = watch::channel(0);
+        let (closed_tx, _) = broadcast::channel(16_384);
         let queues = Arc::new(QueueNotify::default());
         let state = State {
             engine,
@@ -139,11 +141,16 @@ impl Executor {
             runs: HashMap::new(),
             lru: VecDeque::new(),
             max_cached: max_cached.max(1),
-            closed: closed_tx,
+            closed: closed_tx.clone(),
+            closed_in_batch: Vec::new(),
             queues: queues.clone(),
         };
         tokio::spawn(state.run(rx));
-        Executor { tx, closed, queues }
+        Executor {
+            tx,
+            closed: closed_tx,
+            queues,
+        }
     }
 
     /// Task-queue notifiers, for long polls.
@@ -151,9 +158,9 @@ impl Executor {
         &self.queues
     }
 
-    /// Changes whenever a run closes.
-    pub fn closed(&self) -> watch::Receiver<u64> {
-        self.closed.clone()
+    /// The workflow ids of runs as they close (durably).
+    pub fn closed(&self) -> broadcast::Receiver<Arc<str>> {
+        self.closed.subscribe()
     }
 
     /// Starts a run; answers once it is durable.
@@ -279,15 +286,14 @@ impl State {
         };
         match committed {
             Ok(()) => {
-                let mut any_closed = false;
+                for workflow_id in self.closed_in_batch.drain(..) {
+                    // No receivers is fine: nobody waits for this run.
+                    let _ = self.closed.send(workflow_id);
+                }
                 for step in &steps {
-                    any_closed |= step.close.is_some();
                     for task in &step.new_tasks {
                         self.queues.get(&task.task_queue).notify_waiters();
                     }
-                }
-                if any_closed {
-                    self.closed.send_modify(|n| *n += 1);
                 }
                 for reply in replies {
                     match reply {
@@ -303,6 +309,7 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(%error, steps = steps.len(), "batch commit failed; evicting its runs");
+                self.closed_in_batch.clear();
                 for step in &steps {
                     self.runs.remove(&step.run_id);
                 }
@@ -582,6 +589,8 @@ impl State {
             let now = self.clock.now_ms();
             let close = close_of(&outcome, now);
             cached.record.status = close.status;
+            self.closed_in_batch
+                .push(Arc::from(record.workflow_id.as_str()));
             step.close = Some(close);
             match &outcome {
                 RunOutcome::ContinuedAsNew(input) => {

@@ -171,9 +171,9 @@ impl WorkflowService for WorkflowApi {
             ms => u64::from(ms),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
+        // Subscribe before reading, so a close between the read and the wait is not missed.
         let mut closed = self.executor.closed();
         loop {
-            closed.borrow_and_update();
             let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
             // Follow continue-as-new to the run that ends the chain.
             while run.status == RunStatus::ContinuedAsNew && req.wait {
@@ -199,8 +199,22 @@ impl WorkflowService for WorkflowApi {
                     }),
                 }));
             }
+            let workflow_id = run.workflow_id.clone();
+            let this_one = async {
+                loop {
+                    match closed.recv().await {
+                        Ok(id) if *id == *workflow_id => return,
+                        Ok(_) => {}
+                        // Missed some: read the store again.
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            };
             tokio::select! {
-                _ = closed.changed() => {}
+                _ = this_one => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(Status::deadline_exceeded(format!(
                         "run {} of `{}` is still running after {wait_ms} ms",
