@@ -145,12 +145,15 @@ pub async fn serve(
     health_reporter
         .set_serving::<proto::workflow_service_server::WorkflowServiceServer<workflow_service::WorkflowApi>>()
         .await;
+    // Health's descriptors too, so `grpcurl ... grpc.health.v1.Health/Check` works.
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| StartError::Serve(e.to_string()))?;
     let reflection_v1alpha = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Serve(e.to_string()))?;
     let workflow =
