@@ -72,6 +72,12 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// End a running workflow now (recorded as `RunTerminated`; the workflow code is not run).
+    Terminate {
+        workflow_id: String,
+        #[arg(long, default_value = "terminated from the command line")]
+        reason: String,
+    },
     /// Send a signal to a running workflow.
     Signal {
         workflow_id: String,
@@ -273,6 +279,17 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
                     println!("{:>4}  {}", e.seq, e.kind);
                 }
             }
+        }
+        ClientCommand::Terminate {
+            workflow_id,
+            reason,
+        } => {
+            client
+                .terminate_workflow(proto::TerminateWorkflowRequest {
+                    workflow_id,
+                    reason,
+                })
+                .await?;
         }
         ClientCommand::Signal {
             workflow_id,

@@ -744,3 +744,80 @@ async fn an_activity_that_always_fails_stops_at_maximum_attempts_and_the_workflo
     cpu.abort();
     inference.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn terminate_ends_a_waiting_run_and_its_history_still_replays() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "Approval", weft_tests::APPROVAL).await;
+    start(
+        &mut client,
+        "Approval",
+        "stuck",
+        r#"{"request": "deploy", "timeout_ms": 3600000}"#,
+    )
+    .await;
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "--server",
+            &server.url,
+            "terminate",
+            "stuck",
+            "--reason",
+            "operator gave up",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = wait_result(&mut client, "stuck").await;
+    assert_eq!(r.status, RunStatus::Terminated as i32);
+    let h = history(&mut client, "stuck").await;
+    assert_eq!(
+        h.events.last().unwrap().kind.to_string(),
+        "RunTerminated (operator gave up)"
+    );
+    let err = client
+        .terminate_workflow(proto::TerminateWorkflowRequest {
+            workflow_id: "stuck".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = client
+        .terminate_workflow(proto::TerminateWorkflowRequest {
+            workflow_id: "ghost".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let path = dir.path().join("stuck.json");
+    std::fs::write(&path, h.to_json_pretty()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "replay",
+            "--history",
+            path.to_str().unwrap(),
+            "--module",
+            weft_tests::APPROVAL,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

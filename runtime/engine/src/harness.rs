@@ -351,7 +351,9 @@ impl Harness {
                             RunOutcome::Failed(error) => {
                                 Completion::Err(Failure::ChildFailed(error))
                             }
-                            RunOutcome::ContinuedAsNew(_) => unreachable!("chains end otherwise"),
+                            RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated => {
+                                unreachable!("chains end otherwise; the harness never terminates")
+                            }
                         }
                     }
                     Err(HarnessError::UnknownWorkflowType(t)) => {

@@ -62,6 +62,8 @@ pub enum RunOutcome {
     Completed(Payload),
     Failed(ErrorInfo),
     ContinuedAsNew(Payload),
+    /// Ended from outside.
+    Terminated,
 }
 
 /// What one activation ended with.
@@ -333,6 +335,17 @@ impl WorkflowRun {
         shared.machine.deliver(delivery, now)
     }
 
+    /// Ends the run from outside (the guest is dropped, not consulted) with `RunTerminated`.
+    pub fn terminate(&mut self, reason: String) -> Result<u64, DeliveryError> {
+        self.guest = None;
+        let mut shared = lock(&self.shared);
+        let now = shared.clock.now_ms();
+        let seq = shared.machine.terminate(reason, now)?;
+        drop(shared);
+        self.finished = Some(Activation::Finished(RunOutcome::Terminated));
+        Ok(seq)
+    }
+
     /// A copy of the history so far.
     pub fn history(&self) -> History {
         lock(&self.shared).machine.history().clone()
@@ -365,7 +378,8 @@ impl WorkflowRun {
 fn machine_error(error: MachineError) -> Result<Activation, RunError> {
     match error {
         MachineError::NonDeterminism(nd) => Err(RunError::NonDeterminism(nd)),
-        MachineError::ReplayEnded => Ok(Activation::ReplayEnded),
+        // A terminated run ends where it was terminated: replay has nothing more to check.
+        MachineError::ReplayEnded | MachineError::Terminated => Ok(Activation::ReplayEnded),
         MachineError::CorruptHistory { seq, problem } => {
             Err(RunError::CorruptHistory { seq, problem })
         }

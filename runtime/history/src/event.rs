@@ -91,6 +91,10 @@ pub enum EventKind {
     RunContinuedAsNew {
         input: Payload,
     },
+    /// Ended from outside (`TerminateWorkflow`); the workflow code did not run to this point.
+    RunTerminated {
+        reason: String,
+    },
 }
 
 /// The three roles an event can play during replay.
@@ -123,7 +127,8 @@ impl EventKind {
             | EventKind::SignalReceived { .. } => EventRole::Delivery,
             EventKind::RunCompleted { .. }
             | EventKind::RunFailed { .. }
-            | EventKind::RunContinuedAsNew { .. } => EventRole::Terminal,
+            | EventKind::RunContinuedAsNew { .. }
+            | EventKind::RunTerminated { .. } => EventRole::Terminal,
         }
     }
 
@@ -144,6 +149,7 @@ impl EventKind {
             EventKind::RunCompleted { .. } => "RunCompleted",
             EventKind::RunFailed { .. } => "RunFailed",
             EventKind::RunContinuedAsNew { .. } => "RunContinuedAsNew",
+            EventKind::RunTerminated { .. } => "RunTerminated",
         }
     }
 }
@@ -191,6 +197,7 @@ impl fmt::Display for EventKind {
             EventKind::RunCompleted { output } => write!(f, "RunCompleted {output}"),
             EventKind::RunFailed { error } => write!(f, "RunFailed {error}"),
             EventKind::RunContinuedAsNew { input } => write!(f, "RunContinuedAsNew {input}"),
+            EventKind::RunTerminated { reason } => write!(f, "RunTerminated ({reason})"),
         }
     }
 }

@@ -51,6 +51,9 @@ pub enum MachineError {
     /// The run already has its terminal event.
     #[error("the run is closed")]
     Closed,
+    /// Replay reached the point where the run was terminated from outside.
+    #[error("the run was terminated here")]
+    Terminated,
 }
 
 /// Why a delivery from the outside world was refused. Nothing was appended.
@@ -311,6 +314,24 @@ impl Machine {
         self.command(EventKind::RunContinuedAsNew { input }, now_ms)
     }
 
+    /// Ends a live run from outside. The guest is not consulted; replaying such a history
+    /// stops where the termination was recorded.
+    pub fn terminate(&mut self, reason: String, now_ms: u64) -> Result<u64, DeliveryError> {
+        if self.closed {
+            return Err(DeliveryError::RunClosed);
+        }
+        if self.cursor < self.history.events.len() || self.replay_only {
+            return Err(DeliveryError::Replaying);
+        }
+        self.closed = true;
+        self.live = true;
+        let seq = self
+            .history
+            .append(now_ms, EventKind::RunTerminated { reason });
+        self.cursor = self.history.events.len();
+        Ok(seq)
+    }
+
     /// `wait-any`: the completion among `handles` that came first, consuming it.
     pub fn wait_any(&mut self, handles: &[Handle]) -> Result<Wait, MachineError> {
         if self.closed {
@@ -363,6 +384,10 @@ impl Machine {
                         })?;
                     self.cursor += 1;
                     new_activation = true;
+                }
+                Some(event) if matches!(event.kind, EventKind::RunTerminated { .. }) => {
+                    self.cursor += 1;
+                    return Err(MachineError::Terminated);
                 }
                 Some(event) => {
                     let waiting: Vec<String> = handles.iter().map(|h| format!("#{h}")).collect();
@@ -430,6 +455,10 @@ impl Machine {
             self.cursor += 1;
         }
         let seq = match self.history.events.get(self.cursor) {
+            Some(recorded) if matches!(recorded.kind, EventKind::RunTerminated { .. }) => {
+                self.cursor += 1;
+                return Err(MachineError::Terminated);
+            }
             Some(recorded) => {
                 if !same_command(&recorded.kind, &new) {
                     return Err(NonDeterminism {

@@ -347,3 +347,20 @@ fn a_child_without_an_id_is_named_after_its_parent_and_handle() {
     };
     assert_eq!(workflow_id, "wf-1/1");
 }
+
+#[test]
+fn a_terminated_run_replays_up_to_the_termination() {
+    let mut m = fresh();
+    let t = m.start_timer(60_000, 0).unwrap();
+    assert_eq!(m.wait_any(&[t]).unwrap(), Wait::Blocked);
+    m.terminate("operator".into(), 5).unwrap();
+    assert!(m.is_closed());
+    assert_eq!(
+        m.deliver(EventKind::TimerFired { handle: t }, 6),
+        Err(DeliveryError::RunClosed)
+    );
+    let mut r = Machine::replay_only(m.into_history());
+    let t = r.start_timer(60_000, 0).unwrap();
+    assert_eq!(r.wait_any(&[t]).unwrap_err(), MachineError::Terminated);
+    assert_eq!(r.replayed_events(), 3);
+}

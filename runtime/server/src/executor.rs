@@ -58,6 +58,11 @@ enum Command {
     },
     /// Internal follow-ups: a child to start, continue-as-new.
     StartInternal(Box<InternalStart>),
+    Terminate {
+        workflow_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
 }
 
 struct InternalStart {
@@ -190,6 +195,18 @@ impl Executor {
         rx.await.map_err(|_| ServerError::ShuttingDown)?
     }
 
+    /// Ends the running run of `workflow_id` now, recording `RunTerminated`.
+    pub async fn terminate(&self, workflow_id: &str, reason: String) -> Result<(), ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Terminate {
+            workflow_id: workflow_id.to_owned(),
+            reason,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
     async fn send(&self, command: Command) -> Result<(), ServerError> {
         self.tx
             .send(command)
@@ -204,6 +221,7 @@ fn close_of(outcome: &RunOutcome, now_ms: u64) -> RunClose {
         RunOutcome::Completed(p) => (RunStatus::Completed, Some(p.clone()), None),
         RunOutcome::Failed(e) => (RunStatus::Failed, None, Some(e.clone())),
         RunOutcome::ContinuedAsNew(_) => (RunStatus::ContinuedAsNew, None, None),
+        RunOutcome::Terminated => (RunStatus::Terminated, None, None),
     };
     RunClose {
         status,
@@ -269,6 +287,16 @@ impl State {
                             &mut steps,
                             &mut follow_ups,
                         )
+                        .await;
+                    Reply::Deliver(reply, result)
+                }
+                Command::Terminate {
+                    workflow_id,
+                    reason,
+                    reply,
+                } => {
+                    let result = self
+                        .terminate(&workflow_id, reason, &mut steps, &mut follow_ups)
                         .await;
                     Reply::Deliver(reply, result)
                 }
@@ -586,52 +614,7 @@ impl State {
             }
         }
         if let Activation::Finished(outcome) = activation {
-            let now = self.clock.now_ms();
-            let close = close_of(&outcome, now);
-            cached.record.status = close.status;
-            self.closed_in_batch
-                .push(Arc::from(record.workflow_id.as_str()));
-            step.close = Some(close);
-            match &outcome {
-                RunOutcome::ContinuedAsNew(input) => {
-                    follow_ups.push(Command::StartInternal(Box::new(InternalStart {
-                        request: StartRequest {
-                            workflow_type: record.workflow_type.clone(),
-                            workflow_id: record.workflow_id.clone(),
-                            input: input.clone(),
-                            task_queue: record.task_queue.clone(),
-                            return_existing: false,
-                        },
-                        run_number: record.run_number + 1,
-                        parent: record.parent.clone(),
-                    })))
-                }
-                outcome => {
-                    if let Some((parent_run, handle)) = &record.parent {
-                        let completion = match outcome {
-                            RunOutcome::Completed(p) => Completion::Ok(p.clone()),
-                            RunOutcome::Failed(e) => {
-                                Completion::Err(Failure::ChildFailed(ErrorInfo {
-                                    attempts: 1,
-                                    ..e.clone()
-                                }))
-                            }
-                            RunOutcome::ContinuedAsNew(_) => unreachable!("handled above"),
-                        };
-                        let (reply, _) = oneshot::channel();
-                        follow_ups.push(Command::Deliver {
-                            run_id: parent_run.clone(),
-                            delivery: EventKind::ChildWorkflowCompleted {
-                                handle: *handle,
-                                completion,
-                            },
-                            done_task: None,
-                            done_timer: None,
-                            reply,
-                        });
-                    }
-                }
-            }
+            self.close_run(cached, &outcome, step, follow_ups);
         }
         // Activity cancellation completes at once (the queue took the task back).
         for event in &events {
@@ -657,6 +640,93 @@ impl State {
             }
         }
         step.events.extend(events);
+        Ok(())
+    }
+
+    /// Records a run's close in `step` and what follows from it: the next run of a
+    /// continue-as-new, the parent's completion of a child.
+    fn close_run(
+        &mut self,
+        cached: &mut CachedRun,
+        outcome: &RunOutcome,
+        step: &mut StepWrite,
+        follow_ups: &mut Vec<Command>,
+    ) {
+        let record = cached.record.clone();
+        let close = close_of(outcome, self.clock.now_ms());
+        cached.record.status = close.status;
+        self.closed_in_batch
+            .push(Arc::from(record.workflow_id.as_str()));
+        step.close = Some(close);
+        let completion = match outcome {
+            RunOutcome::ContinuedAsNew(input) => {
+                follow_ups.push(Command::StartInternal(Box::new(InternalStart {
+                    request: StartRequest {
+                        workflow_type: record.workflow_type.clone(),
+                        workflow_id: record.workflow_id.clone(),
+                        input: input.clone(),
+                        task_queue: record.task_queue.clone(),
+                        return_existing: false,
+                    },
+                    run_number: record.run_number + 1,
+                    parent: record.parent.clone(),
+                })));
+                return;
+            }
+            RunOutcome::Completed(p) => Completion::Ok(p.clone()),
+            RunOutcome::Failed(e) => Completion::Err(Failure::ChildFailed(ErrorInfo {
+                attempts: 1,
+                ..e.clone()
+            })),
+            RunOutcome::Terminated => Completion::Err(Failure::ChildFailed(ErrorInfo::new(
+                "Terminated",
+                format!("child workflow `{}` was terminated", record.workflow_id),
+            ))),
+        };
+        if let Some((parent_run, handle)) = &record.parent {
+            let (reply, _) = oneshot::channel();
+            follow_ups.push(Command::Deliver {
+                run_id: parent_run.clone(),
+                delivery: EventKind::ChildWorkflowCompleted {
+                    handle: *handle,
+                    completion,
+                },
+                done_task: None,
+                done_timer: None,
+                reply,
+            });
+        }
+    }
+
+    /// Ends the running run of `workflow_id` from outside.
+    async fn terminate(
+        &mut self,
+        workflow_id: &str,
+        reason: String,
+        steps: &mut Vec<StepWrite>,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<(), ServerError> {
+        let run_id = match self.store.latest_run(workflow_id).await? {
+            Some(r) if r.status == RunStatus::Running => r.run_id,
+            Some(r) => return Err(ServerError::RunClosed(r.run_id)),
+            None => return Err(ServerError::UnknownWorkflow(workflow_id.to_owned())),
+        };
+        let mut cached = match self.runs.remove(&run_id) {
+            Some(c) => c,
+            None => self.rebuild(&run_id).await?,
+        };
+        let seen = cached.seen;
+        cached
+            .run
+            .terminate(reason)
+            .map_err(|e| ServerError::Delivery(e.to_string()))?;
+        let mut step = StepWrite {
+            run_id: run_id.clone(),
+            events: cached.run.with_history(|h| h.events[seen..].to_vec()),
+            ..StepWrite::default()
+        };
+        self.close_run(&mut cached, &RunOutcome::Terminated, &mut step, follow_ups);
+        steps.push(step);
         Ok(())
     }
 

@@ -39,6 +39,8 @@ pub enum ServerError {
     AlreadyRunning { workflow_id: String, run_id: String },
     #[error("no run `{0}`")]
     UnknownRun(String),
+    #[error("no workflow with id `{0}`")]
+    UnknownWorkflow(String),
     #[error("run `{0}` is closed")]
     RunClosed(String),
     #[error("delivery refused: {0}")]
@@ -61,9 +63,9 @@ impl From<ServerError> for tonic::Status {
     fn from(e: ServerError) -> Self {
         let message = e.to_string();
         match e {
-            ServerError::UnknownWorkflowType(_) | ServerError::UnknownRun(_) => {
-                tonic::Status::not_found(message)
-            }
+            ServerError::UnknownWorkflowType(_)
+            | ServerError::UnknownRun(_)
+            | ServerError::UnknownWorkflow(_) => tonic::Status::not_found(message),
             ServerError::AlreadyRunning { .. } => tonic::Status::already_exists(message),
             ServerError::RunClosed(_) | ServerError::Delivery(_) => {
                 tonic::Status::failed_precondition(message)

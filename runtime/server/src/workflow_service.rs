@@ -349,10 +349,16 @@ impl WorkflowService for WorkflowApi {
 
     async fn terminate_workflow(
         &self,
-        _request: Request<proto::TerminateWorkflowRequest>,
+        request: Request<proto::TerminateWorkflowRequest>,
     ) -> Result<Response<proto::TerminateWorkflowResponse>, Status> {
-        Err(Status::unimplemented(
-            "TerminateWorkflow is not implemented yet",
-        ))
+        let req = request.into_inner();
+        let workflow_id = required("workflow_id", &req.workflow_id)?;
+        let reason = if req.reason.is_empty() {
+            "terminated".to_owned()
+        } else {
+            req.reason.clone()
+        };
+        self.executor.terminate(workflow_id, reason).await?;
+        Ok(Response::new(proto::TerminateWorkflowResponse {}))
     }
 }
