@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weft_history::{
-    Completion, DeliveryError, ErrorInfo, EventKind, Failure, Handle, History, Payload,
+    Completion, DeliveryError, ErrorInfo, EventKind, Failure, Handle, History, Payload, splitmix64,
 };
 
 use crate::clock::{Clock, ManualClock};
@@ -86,14 +86,6 @@ pub struct Harness {
     log_sink: Option<LogSink>,
     max_activations: u32,
     runs_started: u64,
-}
-
-/// SplitMix64 step, for deriving ids and seeds from the harness seed.
-fn mix(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 impl Harness {
@@ -207,7 +199,7 @@ impl Harness {
                 .cloned()
                 .ok_or_else(|| HarnessError::UnknownWorkflowType(workflow_type.to_owned()))?;
             self.runs_started += 1;
-            let id_bits = mix(self.seed ^ self.runs_started);
+            let id_bits = splitmix64(self.seed ^ self.runs_started);
             let new = NewRun {
                 workflow_id: workflow_id.to_owned(),
                 run_id: format!("{id_bits:016x}"),
@@ -215,7 +207,7 @@ impl Harness {
                 task_queue: task_queue.to_owned(),
                 run_number,
                 input,
-                seed: mix(id_bits),
+                seed: splitmix64(id_bits),
             };
             let (outcome, history, kids) = self.drive(&module, new, signals_epoch_ms)?;
             runs.push(history);
