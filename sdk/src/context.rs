@@ -204,7 +204,8 @@ impl Ctx {
         Pending::new(host::start_timer(millis(duration)))
     }
 
-    /// Durable sleep: survives restarts of the server.
+    /// Durable sleep: survives restarts of the server. A run cancelled during a `sleep` ends
+    /// there as cancelled; use [`timer`](Self::timer) to see the cancellation and clean up.
     pub fn sleep(&self, duration: Duration) {
         host::sleep(millis(duration));
     }

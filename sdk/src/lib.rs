@@ -24,6 +24,16 @@
 //! ```
 //!
 //! Build it into a component with `weft build path/to/crate`.
+//!
+//! # Cancellation
+//!
+//! `CancelWorkflow` (`weft cancel`) does not stop the code: every operation the run is waiting
+//! on at that moment completes with [`Failure::Cancelled`] (its activity task is taken back
+//! from the workers, its child workflows are cancelled too). What the workflow starts after
+//! that runs normally, so it can clean up, then return. Returning the cancellation (`?` on the
+//! `Cancelled` failure, or an error of kind `"Cancelled"`) closes the run as *cancelled*.
+//! A plain [`Ctx::sleep`] cannot return an error: a run cancelled there ends as cancelled at
+//! once; wait on [`Ctx::timer`] where clean-up matters.
 #![deny(missing_docs)]
 
 mod context;

@@ -72,6 +72,15 @@ pub enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Ask a running workflow to cancel: what it waits on completes as cancelled, and it may
+    /// clean up before it ends (recorded as `RunCancelRequested`).
+    Cancel {
+        workflow_id: String,
+        #[arg(long, default_value = "cancelled from the command line")]
+        reason: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// End a running workflow now (recorded as `RunTerminated`; the workflow code is not run).
     Terminate {
         workflow_id: String,
@@ -101,6 +110,7 @@ fn status_name(status: i32) -> &'static str {
         Ok(RunStatus::Failed) => "failed",
         Ok(RunStatus::ContinuedAsNew) => "continued_as_new",
         Ok(RunStatus::Terminated) => "terminated",
+        Ok(RunStatus::Cancelled) => "cancelled",
         _ => "unknown",
     }
 }
@@ -278,6 +288,36 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
                 for e in history.events {
                     println!("{:>4}  {}", e.seq, e.kind);
                 }
+            }
+        }
+        ClientCommand::Cancel {
+            workflow_id,
+            reason,
+            json,
+        } => {
+            let r = client
+                .cancel_workflow(proto::CancelWorkflowRequest {
+                    workflow_id: workflow_id.clone(),
+                    reason,
+                })
+                .await?
+                .into_inner();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": workflow_id, "run_id": r.run_id,
+                        "newly_requested": r.newly_requested})
+                );
+            } else if r.newly_requested {
+                println!(
+                    "cancellation requested for {workflow_id} (run {})",
+                    r.run_id
+                );
+            } else {
+                println!(
+                    "{workflow_id} (run {}) had already been asked to cancel",
+                    r.run_id
+                );
             }
         }
         ClientCommand::Terminate {

@@ -1,39 +1,149 @@
 //! `weft server`: serve the API on embedded SQLite (default) or PostgreSQL.
+//!
+//! Settings come from, in order of precedence: flags, environment variables (`WEFT_*`), the
+//! TOML file named by `--config` / `WEFT_CONFIG`, built-in defaults.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use serde::Deserialize;
 use weft_server::{ServerConfig, serve};
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// Address to serve gRPC on.
-    #[arg(long, env = "WEFT_LISTEN", default_value = "127.0.0.1:7233")]
-    listen: SocketAddr,
-    /// `sqlite:PATH` (created if missing) or `postgres://user@host/db`.
-    #[arg(long, env = "WEFT_DATABASE", default_value = "sqlite:weft.db")]
-    database: String,
-    /// Runs kept in memory between steps; others are rebuilt from history when needed.
-    #[arg(long, env = "WEFT_MAX_CACHED_RUNS", default_value_t = 10_000)]
-    max_cached_runs: usize,
+    /// A TOML file with any of: listen, database, max_cached_runs, sweep_interval_ms,
+    /// fuel_per_activation, max_memory_mib. Flags and env vars override it.
+    #[arg(long, env = "WEFT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to serve gRPC on [default: 127.0.0.1:7233].
+    #[arg(long, env = "WEFT_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// `sqlite:PATH` (created if missing) or `postgres://user@host/db` [default: sqlite:weft.db].
+    #[arg(long, env = "WEFT_DATABASE")]
+    database: Option<String>,
+    /// Runs kept in memory between steps; others are rebuilt from history when needed
+    /// [default: 10000].
+    #[arg(long, env = "WEFT_MAX_CACHED_RUNS")]
+    max_cached_runs: Option<usize>,
+}
+
+/// The config file. Unknown keys are an error, so a typo does not go unnoticed.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    database: Option<String>,
+    max_cached_runs: Option<usize>,
+    sweep_interval_ms: Option<u64>,
+    fuel_per_activation: Option<u64>,
+    max_memory_mib: Option<usize>,
+}
+
+fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("config file {} is invalid", path.display()))
+}
+
+/// Flags and env over the file over the defaults.
+fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
+    let file = match &args.config {
+        Some(path) => read_config(path)?,
+        None => ConfigFile::default(),
+    };
+    let defaults = ServerConfig::default();
+    let listen = match args.listen.or(file.listen) {
+        Some(l) => l,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let mut engine = defaults.engine.clone();
+    if let Some(fuel) = file.fuel_per_activation {
+        engine.fuel_per_activation = fuel;
+    }
+    if let Some(mib) = file.max_memory_mib {
+        engine.max_memory_bytes = mib << 20;
+    }
+    let config = ServerConfig {
+        database: args.database.or(file.database).unwrap_or(defaults.database),
+        max_cached_runs: args
+            .max_cached_runs
+            .or(file.max_cached_runs)
+            .unwrap_or(defaults.max_cached_runs),
+        sweep_interval: file
+            .sweep_interval_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(defaults.sweep_interval),
+        engine,
+    };
+    Ok((listen, config))
 }
 
 pub fn server(args: ServerArgs) -> anyhow::Result<u8> {
+    let (listen, config) = resolve(args)?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(listen)
             .await
-            .with_context(|| format!("cannot listen on {}", args.listen))?;
-        eprintln!("weft server on {} with {}", args.listen, args.database);
-        let config = ServerConfig {
-            database: args.database,
-            max_cached_runs: args.max_cached_runs,
-            ..ServerConfig::default()
-        };
+            .with_context(|| format!("cannot listen on {listen}"))?;
+        eprintln!("weft server on {listen} with {}", config.database);
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
         serve(config, listener, shutdown).await?;
         Ok(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(config: Option<PathBuf>, database: Option<&str>) -> ServerArgs {
+        ServerArgs {
+            config,
+            listen: None,
+            database: database.map(str::to_owned),
+            max_cached_runs: None,
+        }
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:9000\"\ndatabase = \"sqlite:from-file.db\"\nmax_memory_mib = 8\n",
+        )
+        .unwrap();
+        let (listen, config) = resolve(args(Some(path.clone()), None)).unwrap();
+        assert_eq!(listen.port(), 9000);
+        assert_eq!(config.database, "sqlite:from-file.db");
+        assert_eq!(config.engine.max_memory_bytes, 8 << 20);
+        assert_eq!(config.max_cached_runs, 10_000);
+        let (_, config) = resolve(args(Some(path), Some("sqlite:flag.db"))).unwrap();
+        assert_eq!(config.database, "sqlite:flag.db");
+        let (listen, _) = resolve(args(None, None)).unwrap();
+        assert_eq!(listen.to_string(), DEFAULT_LISTEN);
+    }
+
+    #[test]
+    fn a_typo_in_the_file_is_an_error_that_names_the_key_and_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weft.toml");
+        std::fs::write(&path, "databse = \"sqlite:x.db\"\n").unwrap();
+        let Err(e) = resolve(args(Some(path.clone()), None)) else {
+            panic!("a typo must be rejected");
+        };
+        let message = format!("{e:#}");
+        assert!(message.contains("databse"), "{message}");
+        assert!(message.contains(&path.display().to_string()), "{message}");
+        let Err(e) = resolve(args(Some(dir.path().join("missing.toml")), None)) else {
+            panic!("a missing file must be rejected");
+        };
+        assert!(format!("{e:#}").contains("missing.toml"));
+    }
 }

@@ -794,3 +794,245 @@ async fn terminate_ends_a_waiting_run_and_its_history_still_replays() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_lets_the_workflow_clean_up_and_cancels_its_children() {
+    let (dir, server, mut client) = sqlite_server().await;
+    upload(&mut client, "EdgeCases", weft_tests::EDGE_CASES).await;
+    let told_to_stop = Arc::new(AtomicU32::new(0));
+    let cleanups = Arc::new(AtomicU32::new(0));
+    let mut worker = Worker::connect(&server.url).await.unwrap();
+    let told = told_to_stop.clone();
+    worker.activity("slow", move |ctx: ActivityContext, _: String| {
+        let told = told.clone();
+        async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                let stop = ctx
+                    .heartbeat(&())
+                    .await
+                    .map_err(|e| ActivityError::retryable("Heartbeat", e.to_string()))?;
+                if stop {
+                    told.fetch_add(1, Ordering::SeqCst);
+                    return Err::<String, _>(ActivityError::retryable("Stopped", "cancelled"));
+                }
+            }
+        }
+    });
+    let cleaned = cleanups.clone();
+    worker.activity("cleanup", move |_: ActivityContext, what: String| {
+        let cleaned = cleaned.clone();
+        async move {
+            cleaned.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, ActivityError>(format!("cleaned up {what}"))
+        }
+    });
+    let worker = tokio::spawn(async move {
+        worker
+            .run("default", 8, std::future::pending())
+            .await
+            .unwrap();
+    });
+    start(
+        &mut client,
+        "EdgeCases",
+        "job",
+        r#"{"mode": "cancellable", "child": true}"#,
+    )
+    .await;
+    start(
+        &mut client,
+        "EdgeCases",
+        "nap",
+        r#"{"mode": "sleep", "ms": 3600000}"#,
+    )
+    .await;
+    // Both `slow` attempts (parent's and child's) must be running before the cancel.
+    for _ in 0..200 {
+        let child = client
+            .get_history(proto::GetHistoryRequest {
+                workflow_id: "job/2".into(),
+                run_id: String::new(),
+            })
+            .await;
+        if child.is_ok_and(|h| h.into_inner().history_json.contains("TimerStarted")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", &server.url, "cancel", "job", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["newly_requested"], true);
+
+    let r = wait_result(&mut client, "job").await;
+    assert_eq!(r.status, RunStatus::Cancelled as i32, "{r:?}");
+    let error = r.error.unwrap();
+    assert_eq!(error.kind, "Cancelled");
+    assert_eq!(
+        error.message,
+        "cancelled; cleanup: cleaned up work; timer: cancelled; child: cancelled"
+    );
+    // The child was cancelled with its parent and cleaned up too.
+    let child = wait_result(&mut client, "job/2").await;
+    assert_eq!(child.status, RunStatus::Cancelled as i32, "{child:?}");
+    assert_eq!(cleanups.load(Ordering::SeqCst), 2);
+    // Both running `slow` attempts heard of it through their heartbeats.
+    for _ in 0..100 {
+        if told_to_stop.load(Ordering::SeqCst) == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(told_to_stop.load(Ordering::SeqCst), 2);
+
+    let h = history(&mut client, "job").await;
+    let kinds: Vec<&str> = h.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "RunStarted",
+            "ActivityScheduled",
+            "TimerStarted",
+            "ChildWorkflowStarted",
+            "RunCancelRequested",
+            "ActivityScheduled",
+            "ActivityCompleted",
+            "RunFailed"
+        ]
+    );
+    let path = dir.path().join("job.json");
+    std::fs::write(&path, h.to_json_pretty()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "replay",
+            "--history",
+            path.to_str().unwrap(),
+            "--module",
+            weft_tests::EDGE_CASES,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    // Asking again changes nothing; a closed run cannot be cancelled; an unknown one is not found.
+    let err = client
+        .cancel_workflow(proto::CancelWorkflowRequest {
+            workflow_id: "job".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    let err = client
+        .cancel_workflow(proto::CancelWorkflowRequest {
+            workflow_id: "ghost".into(),
+            reason: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client
+        .cancel_workflow(proto::CancelWorkflowRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A run in a plain `sleep` ends as cancelled at once; asking twice is fine.
+    for newly in [true, false] {
+        let r = client
+            .cancel_workflow(proto::CancelWorkflowRequest {
+                workflow_id: "nap".into(),
+                reason: "no more naps".into(),
+            })
+            .await;
+        match r {
+            Ok(r) => assert_eq!(r.into_inner().newly_requested, newly),
+            // The first request already closed it.
+            Err(e) => assert!(!newly && e.code() == Code::FailedPrecondition, "{e}"),
+        }
+    }
+    let r = wait_result(&mut client, "nap").await;
+    assert_eq!(r.status, RunStatus::Cancelled as i32, "{r:?}");
+    worker.abort();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_that_shuts_down_hands_its_running_task_back() {
+    let (_dir, server, mut client) = sqlite_server().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let mut leaving = Worker::connect(&server.url).await.unwrap();
+    leaving.drain_timeout(Duration::from_millis(200));
+    let s = started.clone();
+    leaving.activity(
+        "compose_greeting",
+        move |_: ActivityContext, _: ComposeGreeting| {
+            let s = s.clone();
+            async move {
+                s.notify_one();
+                std::future::pending::<Result<String, ActivityError>>().await
+            }
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let leaving = tokio::spawn(async move {
+        leaving
+            .run("hello-activity-task-queue", 4, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+    });
+    start(&mut client, "GreetingWorkflow", "handover", "\"World\"").await;
+    tokio::time::timeout(Duration::from_secs(30), started.notified())
+        .await
+        .expect("the first worker got the task");
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), leaving)
+        .await
+        .expect("shutdown ends after the drain timeout")
+        .unwrap();
+    // The attempt's lease is 10 s (the activity's start-to-close); the task is back well
+    // before, because the worker handed it back.
+    let mut raw = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let tasks = raw
+        .poll_activity_task(proto::PollActivityTaskRequest {
+            task_queue: "hello-activity-task-queue".into(),
+            worker_id: "second".into(),
+            max_tasks: 1,
+            poll_timeout_ms: 3_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 1, "the handed-back task is offered again");
+    assert_eq!(tasks[0].attempt, 2);
+    raw.complete_activity_task(proto::CompleteActivityTaskRequest {
+        task_token: tasks[0].task_token.clone(),
+        output: b"\"Hello from the second worker\"".to_vec(),
+    })
+    .await
+    .unwrap();
+    let r = wait_result(&mut client, "handover").await;
+    assert_eq!(r.status, RunStatus::Completed as i32);
+    assert_eq!(r.output, b"\"Hello from the second worker\"");
+}

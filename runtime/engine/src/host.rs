@@ -30,6 +30,8 @@ pub const HOST_INTERFACE: &str = "weft:workflow/host@0.1.0";
 pub(crate) enum Stop {
     Machine(MachineError),
     ContinueAsNew,
+    /// The run was cancelled while the guest was in `sleep`, which cannot return an error.
+    CancelledInSleep,
     /// The instance could not be created; not the guest's doing.
     Instantiate(String),
 }
@@ -158,7 +160,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     host.func_wrap_async("sleep", |store, (duration_ms,): (u64,)| {
         Box::new(async move {
             let timer = with_machine(&store, |m, now| m.start_timer(duration_ms, now))?;
-            wait_on(store, vec![timer]).await.map(|_| ())
+            let shared = store.data().shared.clone();
+            match wait_on(store, vec![timer]).await? {
+                (_, t::Completion::Err(t::Failure::Cancelled)) => {
+                    lock(&shared).stop = Some(Stop::CancelledInSleep);
+                    Err(wasmtime::Error::msg("the run was cancelled during sleep"))
+                }
+                _ => Ok(()),
+            }
         })
     })?;
     host.func_wrap(

@@ -14,7 +14,7 @@ use std::task::{Context, Poll, Waker};
 use wasmtime::Store;
 use weft_history::{
     DeliveryError, ErrorInfo, EventKind, History, Machine, MachineError, NonDeterminism, Payload,
-    RunHeader,
+    PendingOp, RunHeader,
 };
 
 use crate::clock::{Clock, SystemClock};
@@ -262,6 +262,11 @@ impl WorkflowRun {
                 Err(ErrorInfo::new("HostCallMisuse", message))
             }
             (Some(Stop::Machine(error)), _) => return machine_error(error),
+            (Some(Stop::CancelledInSleep), _) => Err(ErrorInfo::new(
+                "Cancelled",
+                "the run was cancelled during `sleep`; to clean up after a cancellation, wait on \
+                 `ctx.timer(..)` instead, which returns the cancellation as an error",
+            )),
             (Some(Stop::Instantiate(message)), _) => {
                 return Err(RunError::Instantiate(message));
             }
@@ -344,6 +349,16 @@ impl WorkflowRun {
         drop(shared);
         self.finished = Some(Activation::Finished(RunOutcome::Terminated));
         Ok(seq)
+    }
+
+    /// The operations still waiting for a completion, by handle.
+    pub fn pending(&self) -> Vec<(u32, PendingOp)> {
+        lock(&self.shared).machine.pending()
+    }
+
+    /// True once the run has been asked to cancel (`RunCancelRequested` is in its history).
+    pub fn cancel_requested(&self) -> bool {
+        lock(&self.shared).machine.cancel_requested()
     }
 
     /// A copy of the history so far.

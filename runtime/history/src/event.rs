@@ -80,6 +80,11 @@ pub enum EventKind {
         name: String,
         payload: Payload,
     },
+    /// `CancelWorkflow` asked the run to stop: every operation pending at this point
+    /// completes with `cancelled`; operations started afterwards (clean-up) run normally.
+    RunCancelRequested {
+        reason: String,
+    },
 
     // ---- terminal ----
     RunCompleted {
@@ -124,7 +129,8 @@ impl EventKind {
             EventKind::ActivityCompleted { .. }
             | EventKind::TimerFired { .. }
             | EventKind::ChildWorkflowCompleted { .. }
-            | EventKind::SignalReceived { .. } => EventRole::Delivery,
+            | EventKind::SignalReceived { .. }
+            | EventKind::RunCancelRequested { .. } => EventRole::Delivery,
             EventKind::RunCompleted { .. }
             | EventKind::RunFailed { .. }
             | EventKind::RunContinuedAsNew { .. }
@@ -146,6 +152,7 @@ impl EventKind {
             EventKind::TimerFired { .. } => "TimerFired",
             EventKind::ChildWorkflowCompleted { .. } => "ChildWorkflowCompleted",
             EventKind::SignalReceived { .. } => "SignalReceived",
+            EventKind::RunCancelRequested { .. } => "RunCancelRequested",
             EventKind::RunCompleted { .. } => "RunCompleted",
             EventKind::RunFailed { .. } => "RunFailed",
             EventKind::RunContinuedAsNew { .. } => "RunContinuedAsNew",
@@ -193,6 +200,9 @@ impl fmt::Display for EventKind {
             }
             EventKind::SignalReceived { name, payload } => {
                 write!(f, "SignalReceived \"{name}\" {payload}")
+            }
+            EventKind::RunCancelRequested { reason } => {
+                write!(f, "RunCancelRequested ({reason})")
             }
             EventKind::RunCompleted { output } => write!(f, "RunCompleted {output}"),
             EventKind::RunFailed { error } => write!(f, "RunFailed {error}"),

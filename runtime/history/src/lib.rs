@@ -15,7 +15,9 @@ pub mod payload;
 
 pub use event::{Event, EventKind, EventRole, Handle};
 pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
-pub use machine::{DeliveryError, Machine, MachineError, NonDeterminism, Wait, splitmix64};
+pub use machine::{
+    DeliveryError, Machine, MachineError, NonDeterminism, PendingOp, Wait, splitmix64,
+};
 pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
 
 #[cfg(test)]

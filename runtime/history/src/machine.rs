@@ -161,6 +161,17 @@ pub struct Machine {
     unclaimed_signals: VecDeque<(String, Payload)>,
     rng: SplitMix64,
     closed: bool,
+    cancel_requested: bool,
+}
+
+/// What a pending operation is, for drivers that must act on it (cancel its task or timer).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PendingOp {
+    Activity,
+    Timer,
+    /// A child workflow, by workflow id.
+    Child(String),
+    Signal(String),
 }
 
 impl Machine {
@@ -178,6 +189,7 @@ impl Machine {
             ops: Vec::new(),
             unclaimed_signals: VecDeque::new(),
             closed: false,
+            cancel_requested: false,
             history,
         }
     }
@@ -215,6 +227,44 @@ impl Machine {
     /// True once the terminal event is in (or has been replayed from) the history.
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// True once a `RunCancelRequested` has been applied.
+    pub fn cancel_requested(&self) -> bool {
+        self.cancel_requested
+    }
+
+    /// The operations that have not completed yet, by handle.
+    pub fn pending(&self) -> Vec<(Handle, PendingOp)> {
+        self.ops
+            .iter()
+            .enumerate()
+            .filter(|(_, op)| op.state == OpState::Pending)
+            .map(|(h, op)| {
+                let kind = match &op.kind {
+                    OpKind::Activity => PendingOp::Activity,
+                    OpKind::Timer => PendingOp::Timer,
+                    OpKind::Child => PendingOp::Child(self.child_workflow_id(h as Handle)),
+                    OpKind::Signal(name) => PendingOp::Signal(name.clone()),
+                };
+                (h as Handle, kind)
+            })
+            .collect()
+    }
+
+    fn child_workflow_id(&self, handle: Handle) -> String {
+        self.history
+            .events
+            .iter()
+            .find_map(|e| match &e.kind {
+                EventKind::ChildWorkflowStarted {
+                    handle: h,
+                    workflow_id,
+                    ..
+                } if *h == handle => Some(workflow_id.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
     }
 
     /// The next value of the run's seeded generator; not recorded.
@@ -565,6 +615,18 @@ impl Machine {
                     None => self
                         .unclaimed_signals
                         .push_back((name.clone(), payload.clone())),
+                }
+                return Ok(());
+            }
+            EventKind::RunCancelRequested { .. } => {
+                self.cancel_requested = true;
+                for op in &mut self.ops {
+                    if op.state == OpState::Pending {
+                        op.state = OpState::Ready {
+                            seq,
+                            completion: Completion::Err(Failure::Cancelled),
+                        };
+                    }
                 }
                 return Ok(());
             }

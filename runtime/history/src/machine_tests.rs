@@ -364,3 +364,78 @@ fn a_terminated_run_replays_up_to_the_termination() {
     assert_eq!(r.wait_any(&[t]).unwrap_err(), MachineError::Terminated);
     assert_eq!(r.replayed_events(), 3);
 }
+
+/// Cancels the run while it waits on an activity and a timer, then runs a clean-up activity.
+fn cancellable_guest(m: &mut Machine) -> Result<Option<Vec<Completion>>, MachineError> {
+    let a = m.start_activity("work".into(), Payload::from("1"), Default::default(), 0)?;
+    let t = m.start_timer(60_000, 0)?;
+    let mut seen = Vec::new();
+    for h in [a, t] {
+        let Wait::Ready { completion, .. } = m.wait_any(&[h])? else {
+            return Ok(None);
+        };
+        seen.push(completion);
+    }
+    let cleanup = m.start_activity("cleanup".into(), Payload::from("1"), Default::default(), 0)?;
+    let Wait::Ready { completion, .. } = m.wait_any(&[cleanup])? else {
+        return Ok(None);
+    };
+    seen.push(completion);
+    m.fail(ErrorInfo::new("Cancelled", "cancelled"), 0)?;
+    Ok(Some(seen))
+}
+
+#[test]
+fn run_cancellation_completes_what_was_pending_and_not_what_comes_after() {
+    let mut m = fresh();
+    assert_eq!(cancellable_guest(&mut m).unwrap(), None);
+    assert_eq!(
+        m.pending(),
+        vec![(0, PendingOp::Activity), (1, PendingOp::Timer)]
+    );
+    assert!(!m.cancel_requested());
+    m.deliver(
+        EventKind::RunCancelRequested {
+            reason: "user".into(),
+        },
+        5,
+    )
+    .unwrap();
+    assert!(m.cancel_requested());
+    assert!(m.pending().is_empty());
+    // Re-run the guest on a machine replaying this history: it reaches the clean-up and blocks.
+    let mut live = Machine::new(m.history().clone());
+    assert_eq!(cancellable_guest(&mut live).unwrap(), None);
+    assert_eq!(live.pending(), vec![(2, PendingOp::Activity)]);
+    live.deliver(
+        EventKind::ActivityCompleted {
+            handle: 2,
+            completion: Completion::Ok(Payload::from("\"cleaned\"")),
+        },
+        6,
+    )
+    .unwrap();
+    let mut replay = Machine::new(live.history().clone());
+    let mut live2 = replay.clone();
+    let seen = cancellable_guest(&mut live2).unwrap().unwrap();
+    assert_eq!(
+        seen,
+        vec![
+            Completion::Err(Failure::Cancelled),
+            Completion::Err(Failure::Cancelled),
+            Completion::Ok(Payload::from("\"cleaned\"")),
+        ]
+    );
+    // A late activity result for a cancelled handle is refused.
+    assert!(
+        replay
+            .deliver(
+                EventKind::ActivityCompleted {
+                    handle: 0,
+                    completion: Completion::Ok(Payload::null())
+                },
+                7
+            )
+            .is_err()
+    );
+}

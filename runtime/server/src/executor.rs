@@ -12,7 +12,9 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
-use weft_engine::weft_history::{Completion, ErrorInfo, Event, EventKind, Failure, Payload};
+use weft_engine::weft_history::{
+    Completion, ErrorInfo, Event, EventKind, Failure, Payload, PendingOp,
+};
 use weft_engine::{
     Activation, Clock, Engine, NewRun, RunOptions, RunOutcome, WorkflowModule, WorkflowRun,
 };
@@ -63,6 +65,19 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<(), ServerError>>,
     },
+    Cancel {
+        workflow_id: String,
+        reason: String,
+        reply: oneshot::Sender<Result<Cancelled, ServerError>>,
+    },
+}
+
+/// What `CancelWorkflow` did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    pub run_id: String,
+    /// False when the run had already been asked to cancel.
+    pub newly_requested: bool,
 }
 
 struct InternalStart {
@@ -123,6 +138,10 @@ enum Reply {
     Deliver(
         oneshot::Sender<Result<(), ServerError>>,
         Result<(), ServerError>,
+    ),
+    Cancel(
+        oneshot::Sender<Result<Cancelled, ServerError>>,
+        Result<Cancelled, ServerError>,
     ),
     None,
 }
@@ -199,6 +218,22 @@ impl Executor {
     pub async fn terminate(&self, workflow_id: &str, reason: String) -> Result<(), ServerError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Terminate {
+            workflow_id: workflow_id.to_owned(),
+            reason,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
+    /// Asks the running run of `workflow_id` to cancel (`RunCancelRequested`).
+    pub async fn cancel(
+        &self,
+        workflow_id: &str,
+        reason: String,
+    ) -> Result<Cancelled, ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Cancel {
             workflow_id: workflow_id.to_owned(),
             reason,
             reply,
@@ -300,6 +335,16 @@ impl State {
                         .await;
                     Reply::Deliver(reply, result)
                 }
+                Command::Cancel {
+                    workflow_id,
+                    reason,
+                    reply,
+                } => {
+                    let result = self
+                        .cancel(&workflow_id, reason, &mut steps, &mut follow_ups)
+                        .await;
+                    Reply::Cancel(reply, result)
+                }
             };
             replies.push(reply);
             // Follow-ups go next, in this same batch and transaction.
@@ -331,6 +376,9 @@ impl State {
                         Reply::Deliver(tx, result) => {
                             let _ = tx.send(result);
                         }
+                        Reply::Cancel(tx, result) => {
+                            let _ = tx.send(result);
+                        }
                         Reply::None => {}
                     }
                 }
@@ -348,6 +396,9 @@ impl State {
                             let _ = tx.send(Err(commit_error(&error, &message)));
                         }
                         Reply::Deliver(tx, _) => {
+                            let _ = tx.send(Err(ServerError::Storage(message.clone())));
+                        }
+                        Reply::Cancel(tx, _) => {
                             let _ = tx.send(Err(ServerError::Storage(message.clone())));
                         }
                         Reply::None => {}
@@ -653,7 +704,13 @@ impl State {
         follow_ups: &mut Vec<Command>,
     ) {
         let record = cached.record.clone();
-        let close = close_of(outcome, self.clock.now_ms());
+        let mut close = close_of(outcome, self.clock.now_ms());
+        if close.status == RunStatus::Failed
+            && close.error.as_ref().is_some_and(|e| e.kind == "Cancelled")
+            && cached.run.cancel_requested()
+        {
+            close.status = RunStatus::Cancelled;
+        }
         cached.record.status = close.status;
         self.closed_in_batch
             .push(Arc::from(record.workflow_id.as_str()));
@@ -728,6 +785,65 @@ impl State {
         self.close_run(&mut cached, &RunOutcome::Terminated, &mut step, follow_ups);
         steps.push(step);
         Ok(())
+    }
+
+    /// Asks the running run of `workflow_id` to cancel: `RunCancelRequested` completes what
+    /// it waits on as cancelled; its activity tasks and timers go, its children are cancelled.
+    async fn cancel(
+        &mut self,
+        workflow_id: &str,
+        reason: String,
+        steps: &mut Vec<StepWrite>,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<Cancelled, ServerError> {
+        let run_id = match self.store.latest_run(workflow_id).await? {
+            Some(r) if r.status == RunStatus::Running => r.run_id,
+            Some(r) => return Err(ServerError::RunClosed(r.run_id)),
+            None => return Err(ServerError::UnknownWorkflow(workflow_id.to_owned())),
+        };
+        let mut cached = match self.runs.remove(&run_id) {
+            Some(c) => c,
+            None => self.rebuild(&run_id).await?,
+        };
+        if cached.run.cancel_requested() {
+            self.cache(run_id.clone(), cached);
+            return Ok(Cancelled {
+                run_id,
+                newly_requested: false,
+            });
+        }
+        let pending = cached.run.pending();
+        let mut step = StepWrite {
+            run_id: run_id.clone(),
+            ..StepWrite::default()
+        };
+        for (handle, op) in pending {
+            match op {
+                PendingOp::Activity => step.done_tasks.push(format!("{run_id}/{handle}")),
+                PendingOp::Timer => step.done_timers.push(handle),
+                PendingOp::Child(child_id) => {
+                    let (reply, _) = oneshot::channel();
+                    follow_ups.push(Command::Cancel {
+                        workflow_id: child_id,
+                        reason: format!("parent workflow `{workflow_id}` was cancelled"),
+                        reply,
+                    });
+                }
+                PendingOp::Signal(_) => {}
+            }
+        }
+        let result = match cached.run.deliver(EventKind::RunCancelRequested { reason }) {
+            Ok(_) => self.activate(&mut cached, &mut step, follow_ups),
+            Err(e) => Err(ServerError::Delivery(e.to_string())),
+        };
+        steps.push(step);
+        if cached.record.status == RunStatus::Running {
+            self.cache(run_id.clone(), cached);
+        }
+        result.map(|()| Cancelled {
+            run_id,
+            newly_requested: true,
+        })
     }
 
     fn cache(&mut self, run_id: String, cached: CachedRun) {

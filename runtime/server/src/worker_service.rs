@@ -228,6 +228,19 @@ impl WorkerService for WorkerApi {
             ));
         }
         let task = self.current_task(&req.task_token).await?;
+        if req.handed_back {
+            tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,
+                reason = %req.error_kind, "task handed back by its worker");
+            self.store
+                .retry_task(&task.task_id, task.attempt, self.clock.now_ms())
+                .await
+                .map_err(ServerError::from)?;
+            self.executor
+                .queues()
+                .get(&task.task_queue)
+                .notify_waiters();
+            return Ok(Response::new(proto::FailActivityTaskResponse {}));
+        }
         let failure = Failure::ActivityFailed(ErrorInfo {
             kind: req.error_kind.clone(),
             message: req.message,
@@ -252,7 +265,22 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<proto::RecordHeartbeatResponse>, Status> {
         let req = request.into_inner();
         check_payload("details", &req.details)?;
-        let task = self.current_task(&req.task_token).await?;
+        let task = match self.current_task(&req.task_token).await {
+            Ok(task) => task,
+            // The task was cancelled, its run closed, or this attempt timed out: either way
+            // the attempt should stop, which is what the answer is for.
+            Err(status)
+                if matches!(
+                    status.code(),
+                    tonic::Code::NotFound | tonic::Code::FailedPrecondition
+                ) =>
+            {
+                return Ok(Response::new(proto::RecordHeartbeatResponse {
+                    cancel_requested: true,
+                }));
+            }
+            Err(status) => return Err(status),
+        };
         let lease = self.clock.now_ms() + lease_ms(&task);
         let alive = self
             .store

@@ -36,6 +36,7 @@ fn status_to_proto(s: RunStatus) -> proto::RunStatus {
         RunStatus::Failed => proto::RunStatus::Failed,
         RunStatus::ContinuedAsNew => proto::RunStatus::ContinuedAsNew,
         RunStatus::Terminated => proto::RunStatus::Terminated,
+        RunStatus::Cancelled => proto::RunStatus::Cancelled,
     }
 }
 
@@ -248,6 +249,7 @@ impl WorkflowService for WorkflowApi {
             Ok(proto::RunStatus::Failed) => Some(RunStatus::Failed),
             Ok(proto::RunStatus::ContinuedAsNew) => Some(RunStatus::ContinuedAsNew),
             Ok(proto::RunStatus::Terminated) => Some(RunStatus::Terminated),
+            Ok(proto::RunStatus::Cancelled) => Some(RunStatus::Cancelled),
             Err(_) => {
                 return Err(Status::invalid_argument(format!(
                     "status {} is not a RunStatus",
@@ -345,6 +347,24 @@ impl WorkflowService for WorkflowApi {
             )
             .await?;
         Ok(Response::new(proto::SignalWorkflowResponse {}))
+    }
+
+    async fn cancel_workflow(
+        &self,
+        request: Request<proto::CancelWorkflowRequest>,
+    ) -> Result<Response<proto::CancelWorkflowResponse>, Status> {
+        let req = request.into_inner();
+        let workflow_id = required("workflow_id", &req.workflow_id)?;
+        let reason = if req.reason.is_empty() {
+            "cancelled".to_owned()
+        } else {
+            req.reason.clone()
+        };
+        let cancelled = self.executor.cancel(workflow_id, reason).await?;
+        Ok(Response::new(proto::CancelWorkflowResponse {
+            run_id: cancelled.run_id,
+            newly_requested: cancelled.newly_requested,
+        }))
     }
 
     async fn terminate_workflow(

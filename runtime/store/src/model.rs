@@ -10,6 +10,8 @@ pub enum RunStatus {
     Failed,
     ContinuedAsNew,
     Terminated,
+    /// Asked to cancel, and the workflow ended by returning the cancellation.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -21,6 +23,7 @@ impl RunStatus {
             RunStatus::Failed => "failed",
             RunStatus::ContinuedAsNew => "continued_as_new",
             RunStatus::Terminated => "terminated",
+            RunStatus::Cancelled => "cancelled",
         }
     }
 
@@ -32,6 +35,7 @@ impl RunStatus {
             "failed" => RunStatus::Failed,
             "continued_as_new" => RunStatus::ContinuedAsNew,
             "terminated" => RunStatus::Terminated,
+            "cancelled" => RunStatus::Cancelled,
             _ => return None,
         })
     }

@@ -128,6 +128,7 @@ pub struct Worker {
     client: WorkerServiceClient<Channel>,
     activities: HashMap<String, Handler>,
     worker_id: String,
+    drain_timeout: Option<std::time::Duration>,
 }
 
 impl Worker {
@@ -144,7 +145,16 @@ impl Worker {
             client,
             activities: HashMap::new(),
             worker_id: format!("worker-{}", std::process::id()),
+            drain_timeout: None,
         })
+    }
+
+    /// On shutdown, wait at most `timeout` for running activities, then stop them and hand
+    /// their tasks back to the server, which offers them to other workers at once. Without
+    /// it, shutdown waits for every running activity to finish.
+    pub fn drain_timeout(&mut self, timeout: std::time::Duration) -> &mut Self {
+        self.drain_timeout = Some(timeout);
+        self
     }
 
     /// The server this worker talks to.
@@ -186,7 +196,8 @@ impl Worker {
     }
 
     /// Polls `task_queue`, running up to `concurrency` activities at once, until `shutdown`
-    /// resolves; then finishes the running ones and returns.
+    /// resolves; then finishes the running ones (or, past the
+    /// [`drain_timeout`](Self::drain_timeout), hands them back) and returns.
     pub async fn run(
         &self,
         task_queue: &str,
@@ -195,6 +206,8 @@ impl Worker {
     ) -> Result<(), WorkerError> {
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut running = tokio::task::JoinSet::new();
+        // Tokens of the tasks started and not yet reported, to hand back on a timed-out drain.
+        let unreported: Arc<std::sync::Mutex<std::collections::HashSet<String>>> = Arc::default();
         tokio::pin!(shutdown);
         loop {
             // Ask only for as many tasks as there are free slots.
@@ -231,16 +244,56 @@ impl Worker {
                 };
                 let handler = self.activities.get(&task.activity_name).cloned();
                 let client = self.client.clone();
+                let unreported = unreported.clone();
+                lock(&unreported).insert(task.task_token.clone());
                 running.spawn(async move {
+                    let token = task.task_token.clone();
                     execute(client, handler, task).await;
+                    lock(&unreported).remove(&token);
                     drop(permit);
                 });
             }
             while running.try_join_next().is_some() {}
         }
-        while running.join_next().await.is_some() {}
+        let drained = async { while running.join_next().await.is_some() {} };
+        match self.drain_timeout {
+            None => drained.await,
+            Some(timeout) => {
+                if tokio::time::timeout(timeout, drained).await.is_err() {
+                    running.abort_all();
+                    while running.join_next().await.is_some() {}
+                    let tokens: Vec<String> = lock(&unreported).drain().collect();
+                    for token in tokens {
+                        self.hand_back(token).await;
+                    }
+                }
+            }
+        }
         Ok(())
     }
+
+    async fn hand_back(&self, token: String) {
+        let handed = self
+            .client
+            .clone()
+            .fail_activity_task(weft_proto::FailActivityTaskRequest {
+                task_token: token.clone(),
+                error_kind: "WorkerShutdown".into(),
+                message: format!("worker {} shut down", self.worker_id),
+                non_retryable: false,
+                handed_back: true,
+            })
+            .await;
+        match handed {
+            Ok(_) => tracing::info!(task = %token, "handed the task back"),
+            // Its lease will expire and the server will retry it anyway.
+            Err(status) => tracing::warn!(task = %token, %status, "could not hand the task back"),
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn execute(
@@ -282,6 +335,7 @@ async fn execute(
                     error_kind: e.kind.clone(),
                     message: e.message.clone(),
                     non_retryable: e.non_retryable,
+                    handed_back: false,
                 })
                 .await
                 .map(|_| ()),
