@@ -14,8 +14,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// A TOML file with any of: listen, database, max_cached_runs, sweep_interval_ms,
-    /// fuel_per_activation, max_memory_mib. Flags and env vars override it.
+    /// A TOML file with any of: listen, database, node_id, max_cached_runs,
+    /// sweep_interval_ms, fuel_per_activation, max_memory_mib. Flags and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve gRPC on [default: 127.0.0.1:7233].
@@ -28,6 +28,9 @@ pub struct ServerArgs {
     /// [default: 10000].
     #[arg(long, env = "WEFT_MAX_CACHED_RUNS")]
     max_cached_runs: Option<usize>,
+    /// This node's id among the servers sharing a PostgreSQL database [default: random].
+    #[arg(long, env = "WEFT_NODE_ID")]
+    node_id: Option<String>,
 }
 
 /// The config file. Unknown keys are an error, so a typo does not go unnoticed.
@@ -36,6 +39,7 @@ pub struct ServerArgs {
 struct ConfigFile {
     listen: Option<SocketAddr>,
     database: Option<String>,
+    node_id: Option<String>,
     max_cached_runs: Option<usize>,
     sweep_interval_ms: Option<u64>,
     fuel_per_activation: Option<u64>,
@@ -77,6 +81,7 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
             .map(std::time::Duration::from_millis)
             .unwrap_or(defaults.sweep_interval),
         engine,
+        node_id: args.node_id.or(file.node_id),
     };
     Ok((listen, config))
 }
@@ -107,6 +112,7 @@ mod tests {
             listen: None,
             database: database.map(str::to_owned),
             max_cached_runs: None,
+            node_id: None,
         }
     }
 

@@ -1036,3 +1036,122 @@ async fn a_worker_that_shuts_down_hands_its_running_task_back() {
     assert_eq!(r.status, RunStatus::Completed as i32);
     assert_eq!(r.output, b"\"Hello from the second worker\"");
 }
+
+/// One value from the given PostgreSQL database.
+fn psql_value(database: &str, sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-Atc",
+            sql,
+        ])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_nodes_on_postgres_route_to_each_runs_owner_and_adopt_a_killed_nodes_runs() {
+    let db = PgDatabase::create();
+    let a = ServerProcess::start(&db.url, free_port()).await;
+    let b = ServerProcess::start(&db.url, free_port()).await;
+    let mut client_a = a.client().await;
+    let mut client_b = b.client().await;
+    upload(
+        &mut client_a,
+        "GreetingWorkflow",
+        weft_tests::HELLO_ACTIVITY,
+    )
+    .await;
+    upload(&mut client_a, "EdgeCases", weft_tests::EDGE_CASES).await;
+
+    // Runs started on A; the only worker talks to B, whose completions reach A's runs
+    // through A's inbox. Results are read from B.
+    let worker = spawn_hello_worker(&b.url, 0, false).await;
+    for i in 0..10 {
+        start(
+            &mut client_a,
+            "GreetingWorkflow",
+            &format!("routed-{i}"),
+            "\"World\"",
+        )
+        .await;
+    }
+    for i in 0..10 {
+        let r = wait_result(&mut client_b, &format!("routed-{i}")).await;
+        assert_eq!(r.status, RunStatus::Completed as i32, "{r:?}");
+    }
+    assert_eq!(
+        psql_value(&db.name, "SELECT count(DISTINCT owner) FROM runs"),
+        "1",
+        "every run stayed with the node that started it"
+    );
+    assert_eq!(psql_value(&db.name, "SELECT count(*) FROM inbox"), "0");
+    worker.abort();
+
+    // Runs waiting on A for activities (no worker now) and timers; then A is killed.
+    for i in 0..5 {
+        start(
+            &mut client_a,
+            "GreetingWorkflow",
+            &format!("orphan-{i}"),
+            "\"World\"",
+        )
+        .await;
+        start(
+            &mut client_a,
+            "EdgeCases",
+            &format!("sleeper-{i}"),
+            r#"{"mode": "sleep", "ms": 1500}"#,
+        )
+        .await;
+    }
+    let owner_a = psql_value(
+        &db.name,
+        "SELECT owner FROM runs WHERE workflow_id = 'orphan-0'",
+    );
+    a.kill();
+    let worker = spawn_hello_worker(&b.url, 0, false).await;
+    for i in 0..5 {
+        let r = wait_result(&mut client_b, &format!("orphan-{i}")).await;
+        assert_eq!(r.status, RunStatus::Completed as i32, "{r:?}");
+        let h = history(&mut client_b, &format!("orphan-{i}")).await;
+        let kinds: Vec<&str> = h.events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "RunStarted",
+                "ActivityScheduled",
+                "ActivityCompleted",
+                "RunCompleted"
+            ]
+        );
+        let r = wait_result(&mut client_b, &format!("sleeper-{i}")).await;
+        assert_eq!(r.status, RunStatus::Completed as i32, "{r:?}");
+        let h = history(&mut client_b, &format!("sleeper-{i}")).await;
+        let kinds: Vec<&str> = h.events.iter().map(|e| e.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            ["RunStarted", "TimerStarted", "TimerFired", "RunCompleted"]
+        );
+    }
+    let owners = psql_value(
+        &db.name,
+        "SELECT string_agg(DISTINCT owner, ',') FROM runs WHERE workflow_id LIKE 'orphan-%'",
+    );
+    assert!(
+        !owners.contains(&owner_a),
+        "B adopted A's runs ({owners}, A was {owner_a})"
+    );
+    worker.abort();
+}

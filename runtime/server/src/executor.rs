@@ -7,10 +7,16 @@
 //! transaction (group commit), and only then answers the callers. A run that is not cached is
 //! rebuilt by replaying its stored history; a failed commit evicts the runs it touched, so
 //! memory never runs ahead of the database.
+//!
+//! Nodes sharing a database each own some runs (see `weft_store`). A command for a run this
+//! node does not own is put in the owner's inbox, in the same transaction as the batch; the
+//! owner's sweeper feeds its inbox back in here. A run whose owner's lease ran out is
+//! adopted on the spot. Only owned runs are cached.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, broadcast, mpsc, oneshot};
 use weft_engine::weft_history::{
     Completion, ErrorInfo, Event, EventKind, Failure, Payload, PendingOp,
@@ -19,7 +25,8 @@ use weft_engine::{
     Activation, Clock, Engine, NewRun, RunOptions, RunOutcome, WorkflowModule, WorkflowRun,
 };
 use weft_store::{
-    NewTask, RunClose, RunRecord, RunStatus, StepWrite, Store, StoreError, TimerRecord,
+    Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunRecord, RunStatus, StepWrite, Store,
+    StoreError, TimerRecord,
 };
 
 use crate::ServerError;
@@ -61,15 +68,54 @@ enum Command {
     /// Internal follow-ups: a child to start, continue-as-new.
     StartInternal(Box<InternalStart>),
     Terminate {
-        workflow_id: String,
+        target: RunRef,
         reason: String,
         reply: oneshot::Sender<Result<(), ServerError>>,
     },
     Cancel {
-        workflow_id: String,
+        target: RunRef,
         reason: String,
         reply: oneshot::Sender<Result<Cancelled, ServerError>>,
     },
+    /// A command another node routed here.
+    FromInbox {
+        item: InboxItem,
+        reply: oneshot::Sender<Result<(), ServerError>>,
+    },
+    /// This node lost its runs to others (its lease lapsed): drop every cached run.
+    ForgetRuns,
+}
+
+/// Which run a command is for.
+#[derive(Clone, Debug)]
+enum RunRef {
+    /// The running run of a workflow id.
+    Workflow(String),
+    Run(String),
+}
+
+/// A command for a run owned by another node, as it travels through that node's inbox.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(tag = "command")]
+enum Routed {
+    Deliver {
+        delivery: EventKind,
+        done_task: Option<String>,
+        done_timer: Option<u32>,
+    },
+    Cancel {
+        reason: String,
+    },
+    Terminate {
+        reason: String,
+    },
+}
+
+/// Where a run's commands are carried out.
+enum Claim {
+    Mine(Box<CachedRun>),
+    /// The live node that owns the run.
+    Elsewhere(String),
 }
 
 /// What `CancelWorkflow` did.
@@ -92,6 +138,7 @@ pub struct Executor {
     tx: mpsc::Sender<Command>,
     closed: broadcast::Sender<Arc<str>>,
     queues: Arc<QueueNotify>,
+    node: Arc<str>,
 }
 
 /// Wakes pollers of a task queue when tasks are added to it.
@@ -116,6 +163,7 @@ struct CachedRun {
 }
 
 struct State {
+    node: String,
     engine: Engine,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -149,6 +197,7 @@ enum Reply {
 impl Executor {
     /// Spawns the executor task.
     pub fn spawn(
+        node: String,
         engine: Engine,
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
@@ -158,6 +207,7 @@ impl Executor {
         let (closed_tx, _) = broadcast::channel(16_384);
         let queues = Arc::new(QueueNotify::default());
         let state = State {
+            node: node.clone(),
             engine,
             store,
             clock,
@@ -174,7 +224,26 @@ impl Executor {
             tx,
             closed: closed_tx,
             queues,
+            node: Arc::from(node),
         }
+    }
+
+    /// This node's id.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Carries out a command another node routed here; it is deleted from the inbox in the
+    /// same transaction as its effect. Answers once that is durable.
+    pub async fn from_inbox(&self, item: InboxItem) -> Result<(), ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::FromInbox { item, reply }).await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
+    /// Drops every cached run: this node's lease lapsed and its runs may have new owners.
+    pub async fn forget_runs(&self) -> Result<(), ServerError> {
+        self.send(Command::ForgetRuns).await
     }
 
     /// Task-queue notifiers, for long polls.
@@ -218,7 +287,7 @@ impl Executor {
     pub async fn terminate(&self, workflow_id: &str, reason: String) -> Result<(), ServerError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Terminate {
-            workflow_id: workflow_id.to_owned(),
+            target: RunRef::Workflow(workflow_id.to_owned()),
             reason,
             reply,
         })
@@ -234,7 +303,7 @@ impl Executor {
     ) -> Result<Cancelled, ServerError> {
         let (reply, rx) = oneshot::channel();
         self.send(Command::Cancel {
-            workflow_id: workflow_id.to_owned(),
+            target: RunRef::Workflow(workflow_id.to_owned()),
             reason,
             reply,
         })
@@ -247,6 +316,33 @@ impl Executor {
             .send(command)
             .await
             .map_err(|_| ServerError::ShuttingDown)
+    }
+}
+
+/// The command that carries out a routed one here.
+fn routed_command(run_id: String, routed: Routed) -> Command {
+    match routed {
+        Routed::Deliver {
+            delivery,
+            done_task,
+            done_timer,
+        } => Command::Deliver {
+            run_id,
+            delivery,
+            done_task,
+            done_timer,
+            reply: oneshot::channel().0,
+        },
+        Routed::Cancel { reason } => Command::Cancel {
+            target: RunRef::Run(run_id),
+            reason,
+            reply: oneshot::channel().0,
+        },
+        Routed::Terminate { reason } => Command::Terminate {
+            target: RunRef::Run(run_id),
+            reason,
+            reply: oneshot::channel().0,
+        },
     }
 }
 
@@ -280,15 +376,18 @@ impl State {
         }
     }
 
-    async fn process_batch(&mut self, mut batch: VecDeque<Command>) {
-        let mut steps: Vec<StepWrite> = Vec::new();
+    async fn process_batch(&mut self, mut queue: VecDeque<Command>) {
+        let mut out = Batch {
+            node: self.node.clone(),
+            ..Batch::default()
+        };
         let mut replies = Vec::new();
-        while let Some(command) = batch.pop_front() {
+        while let Some(command) = queue.pop_front() {
             let mut follow_ups = Vec::new();
             let reply = match command {
                 Command::Start { request, reply } => {
                     let result = self
-                        .start(request, 1, None, &mut steps, &mut follow_ups)
+                        .start(request, 1, None, &mut out, &mut follow_ups)
                         .await;
                     Reply::Start(reply, result)
                 }
@@ -299,7 +398,7 @@ impl State {
                         parent,
                     } = *internal;
                     if let Err(e) = self
-                        .start(request, run_number, parent, &mut steps, &mut follow_ups)
+                        .start(request, run_number, parent, &mut out, &mut follow_ups)
                         .await
                     {
                         tracing::error!(error = %e, "cannot start a child or continued run");
@@ -319,43 +418,61 @@ impl State {
                             delivery,
                             done_task,
                             done_timer,
-                            &mut steps,
+                            &mut out,
                             &mut follow_ups,
                         )
                         .await;
                     Reply::Deliver(reply, result)
                 }
                 Command::Terminate {
-                    workflow_id,
+                    target,
                     reason,
                     reply,
                 } => {
                     let result = self
-                        .terminate(&workflow_id, reason, &mut steps, &mut follow_ups)
+                        .terminate(target, reason, &mut out, &mut follow_ups)
                         .await;
                     Reply::Deliver(reply, result)
                 }
                 Command::Cancel {
-                    workflow_id,
+                    target,
                     reason,
                     reply,
                 } => {
-                    let result = self
-                        .cancel(&workflow_id, reason, &mut steps, &mut follow_ups)
-                        .await;
+                    let result = self.cancel(target, reason, &mut out, &mut follow_ups).await;
                     Reply::Cancel(reply, result)
+                }
+                Command::FromInbox { item, reply } => {
+                    // Consumed whatever comes of it: a delivery the run refuses (late,
+                    // duplicate) would be refused again.
+                    out.inbox_done.push(item.id);
+                    match serde_json::from_str::<Routed>(&item.command) {
+                        Ok(routed) => follow_ups.push(routed_command(item.run_id, routed)),
+                        Err(error) => {
+                            tracing::error!(run_id = %item.run_id, inbox_id = item.id, %error,
+                                "unreadable inbox command dropped");
+                        }
+                    }
+                    Reply::Deliver(reply, Ok(()))
+                }
+                Command::ForgetRuns => {
+                    tracing::warn!(node = %self.node, cached = self.runs.len(),
+                        "this node's lease lapsed; dropping its cached runs");
+                    self.runs.clear();
+                    self.lru.clear();
+                    Reply::None
                 }
             };
             replies.push(reply);
             // Follow-ups go next, in this same batch and transaction.
             for f in follow_ups.into_iter().rev() {
-                batch.push_front(f);
+                queue.push_front(f);
             }
         }
-        let committed = if steps.is_empty() {
+        let committed = if out.is_empty() {
             Ok(())
         } else {
-            self.store.commit_steps(&steps).await
+            self.store.commit(&out).await
         };
         match committed {
             Ok(()) => {
@@ -363,7 +480,7 @@ impl State {
                     // No receivers is fine: nobody waits for this run.
                     let _ = self.closed.send(workflow_id);
                 }
-                for step in &steps {
+                for step in &out.steps {
                     for task in &step.new_tasks {
                         self.queues.get(&task.task_queue).notify_waiters();
                     }
@@ -384,9 +501,14 @@ impl State {
                 }
             }
             Err(error) => {
-                tracing::error!(%error, steps = steps.len(), "batch commit failed; evicting its runs");
+                tracing::error!(%error, steps = out.steps.len(), "batch commit failed; evicting its runs");
                 self.closed_in_batch.clear();
-                for step in &steps {
+                if matches!(error, StoreError::NotOwner { .. }) {
+                    // Other runs of this node may have been adopted too.
+                    self.runs.clear();
+                    self.lru.clear();
+                }
+                for step in &out.steps {
                     self.runs.remove(&step.run_id);
                 }
                 let message = error.to_string();
@@ -405,6 +527,67 @@ impl State {
                     }
                 }
             }
+        }
+    }
+
+    /// Where `run_id`'s commands are carried out: here (cached, or rebuilt from history,
+    /// adopting it first if its owner is gone) or on its live owner.
+    async fn claim(&mut self, run_id: &str) -> Result<Claim, ServerError> {
+        if let Some(cached) = self.runs.remove(run_id) {
+            return Ok(Claim::Mine(Box::new(cached)));
+        }
+        let record = self
+            .store
+            .run(run_id)
+            .await?
+            .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
+        if record.status != RunStatus::Running {
+            return Err(ServerError::RunClosed(run_id.to_owned()));
+        }
+        let now = self.clock.now_ms();
+        match record.owner.as_deref() {
+            Some(owner) if owner == self.node => {}
+            Some(owner) if self.store.node_alive(owner, now).await? => {
+                return Ok(Claim::Elsewhere(owner.to_owned()));
+            }
+            _ => {
+                if !self.store.adopt_run(run_id, &self.node, now).await? {
+                    // Another node adopted it first.
+                    let owner = self
+                        .store
+                        .run(run_id)
+                        .await?
+                        .and_then(|r| r.owner)
+                        .ok_or_else(|| ServerError::RunClosed(run_id.to_owned()))?;
+                    return Ok(Claim::Elsewhere(owner));
+                }
+                tracing::info!(run_id, node = %self.node, "adopted a run whose owner is gone");
+            }
+        }
+        Ok(Claim::Mine(Box::new(self.rebuild(record).await?)))
+    }
+
+    /// Puts `command` for `run_id` in `owner`'s inbox, with this batch.
+    fn route(&self, out: &mut Batch, owner: String, run_id: &str, command: &Routed) {
+        tracing::debug!(run_id, owner = %owner, "routing a command to the run's owner");
+        out.routed.push(RoutedCommand {
+            owner,
+            run_id: run_id.to_owned(),
+            // Serializing these plain enums cannot fail.
+            command: serde_json::to_string(command).unwrap_or_default(),
+            created_at_ms: self.clock.now_ms(),
+        });
+    }
+
+    /// The run a command is for: a run id as given, a workflow id's running run.
+    async fn resolve(&mut self, target: RunRef) -> Result<String, ServerError> {
+        match target {
+            RunRef::Run(run_id) => Ok(run_id),
+            RunRef::Workflow(workflow_id) => match self.store.latest_run(&workflow_id).await? {
+                Some(r) if r.status == RunStatus::Running => Ok(r.run_id),
+                Some(r) => Err(ServerError::RunClosed(r.run_id)),
+                None => Err(ServerError::UnknownWorkflow(workflow_id)),
+            },
         }
     }
 
@@ -436,7 +619,7 @@ impl State {
         request: StartRequest,
         run_number: u32,
         parent: Option<(String, u32)>,
-        steps: &mut Vec<StepWrite>,
+        out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<Started, ServerError> {
         let module_id = self
@@ -446,7 +629,7 @@ impl State {
             .ok_or_else(|| ServerError::UnknownWorkflowType(request.workflow_type.clone()))?;
         // A continued run replaces a running one; anything else must not overlap it.
         if run_number == 1 {
-            let pending_in_batch = steps.iter().any(|s| {
+            let pending_in_batch = out.steps.iter().any(|s| {
                 s.create
                     .as_ref()
                     .is_some_and(|r| r.workflow_id == request.workflow_id)
@@ -496,6 +679,7 @@ impl State {
             closed_at_ms: None,
             history_length: 0,
             parent,
+            owner: Some(self.node.clone()),
         };
         let run = WorkflowRun::start(
             &self.engine,
@@ -522,7 +706,7 @@ impl State {
             ..StepWrite::default()
         };
         self.activate(&mut cached, &mut step, follow_ups)?;
-        steps.push(step);
+        out.steps.push(step);
         self.cache(run_id.clone(), cached);
         Ok(Started {
             run_id,
@@ -536,12 +720,20 @@ impl State {
         delivery: EventKind,
         done_task: Option<String>,
         done_timer: Option<u32>,
-        steps: &mut Vec<StepWrite>,
+        out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<(), ServerError> {
-        let mut cached = match self.runs.remove(run_id) {
-            Some(c) => c,
-            None => self.rebuild(run_id).await?,
+        let mut cached = match self.claim(run_id).await? {
+            Claim::Mine(cached) => *cached,
+            Claim::Elsewhere(owner) => {
+                let routed = Routed::Deliver {
+                    delivery,
+                    done_task,
+                    done_timer,
+                };
+                self.route(out, owner, run_id, &routed);
+                return Ok(());
+            }
         };
         let mut step = StepWrite {
             run_id: run_id.to_owned(),
@@ -555,23 +747,16 @@ impl State {
             // A late or duplicate delivery changes nothing but still finishes its row.
             Err(e) => Err(ServerError::Delivery(e.to_string())),
         };
-        steps.push(step);
+        out.steps.push(step);
         if cached.record.status == RunStatus::Running {
             self.cache(run_id.to_owned(), cached);
         }
         result
     }
 
-    /// Rebuilds a run from its stored history (the crash path).
-    async fn rebuild(&mut self, run_id: &str) -> Result<CachedRun, ServerError> {
-        let record = self
-            .store
-            .run(run_id)
-            .await?
-            .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
-        if record.status != RunStatus::Running {
-            return Err(ServerError::RunClosed(run_id.to_owned()));
-        }
+    /// Rebuilds a running run from its stored history (the crash path).
+    async fn rebuild(&mut self, record: RunRecord) -> Result<CachedRun, ServerError> {
+        let run_id = record.run_id.as_str();
         let history = self
             .store
             .history(run_id)
@@ -755,22 +940,21 @@ impl State {
         }
     }
 
-    /// Ends the running run of `workflow_id` from outside.
+    /// Ends a running run from outside.
     async fn terminate(
         &mut self,
-        workflow_id: &str,
+        target: RunRef,
         reason: String,
-        steps: &mut Vec<StepWrite>,
+        out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<(), ServerError> {
-        let run_id = match self.store.latest_run(workflow_id).await? {
-            Some(r) if r.status == RunStatus::Running => r.run_id,
-            Some(r) => return Err(ServerError::RunClosed(r.run_id)),
-            None => return Err(ServerError::UnknownWorkflow(workflow_id.to_owned())),
-        };
-        let mut cached = match self.runs.remove(&run_id) {
-            Some(c) => c,
-            None => self.rebuild(&run_id).await?,
+        let run_id = self.resolve(target).await?;
+        let mut cached = match self.claim(&run_id).await? {
+            Claim::Mine(cached) => *cached,
+            Claim::Elsewhere(owner) => {
+                self.route(out, owner, &run_id, &Routed::Terminate { reason });
+                return Ok(());
+            }
         };
         let seen = cached.seen;
         cached
@@ -783,28 +967,32 @@ impl State {
             ..StepWrite::default()
         };
         self.close_run(&mut cached, &RunOutcome::Terminated, &mut step, follow_ups);
-        steps.push(step);
+        out.steps.push(step);
         Ok(())
     }
 
-    /// Asks the running run of `workflow_id` to cancel: `RunCancelRequested` completes what
-    /// it waits on as cancelled; its activity tasks and timers go, its children are cancelled.
+    /// Asks a running run to cancel: `RunCancelRequested` completes what it waits on as
+    /// cancelled; its activity tasks and timers go, its children are cancelled.
     async fn cancel(
         &mut self,
-        workflow_id: &str,
+        target: RunRef,
         reason: String,
-        steps: &mut Vec<StepWrite>,
+        out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<Cancelled, ServerError> {
-        let run_id = match self.store.latest_run(workflow_id).await? {
-            Some(r) if r.status == RunStatus::Running => r.run_id,
-            Some(r) => return Err(ServerError::RunClosed(r.run_id)),
-            None => return Err(ServerError::UnknownWorkflow(workflow_id.to_owned())),
+        let run_id = self.resolve(target).await?;
+        let mut cached = match self.claim(&run_id).await? {
+            Claim::Mine(cached) => *cached,
+            Claim::Elsewhere(owner) => {
+                self.route(out, owner, &run_id, &Routed::Cancel { reason });
+                // The owner decides; from here the request is accepted.
+                return Ok(Cancelled {
+                    run_id,
+                    newly_requested: true,
+                });
+            }
         };
-        let mut cached = match self.runs.remove(&run_id) {
-            Some(c) => c,
-            None => self.rebuild(&run_id).await?,
-        };
+        let workflow_id = cached.record.workflow_id.clone();
         if cached.run.cancel_requested() {
             self.cache(run_id.clone(), cached);
             return Ok(Cancelled {
@@ -824,7 +1012,7 @@ impl State {
                 PendingOp::Child(child_id) => {
                     let (reply, _) = oneshot::channel();
                     follow_ups.push(Command::Cancel {
-                        workflow_id: child_id,
+                        target: RunRef::Workflow(child_id),
                         reason: format!("parent workflow `{workflow_id}` was cancelled"),
                         reply,
                     });
@@ -836,7 +1024,7 @@ impl State {
             Ok(_) => self.activate(&mut cached, &mut step, follow_ups),
             Err(e) => Err(ServerError::Delivery(e.to_string())),
         };
-        steps.push(step);
+        out.steps.push(step);
         if cached.record.status == RunStatus::Running {
             self.cache(run_id.clone(), cached);
         }

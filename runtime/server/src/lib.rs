@@ -86,8 +86,10 @@ pub struct ServerConfig {
     /// Runs kept in memory between activations; more are rebuilt from history on demand.
     pub max_cached_runs: usize,
     pub engine: EngineConfig,
-    /// How often timers and expired tasks are looked for.
+    /// How often timers, expired tasks and routed commands are looked for.
     pub sweep_interval: Duration,
+    /// This node's id among the nodes sharing the database; random when not set.
+    pub node_id: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +99,7 @@ impl Default for ServerConfig {
             max_cached_runs: 10_000,
             engine: EngineConfig::default(),
             sweep_interval: Duration::from_millis(20),
+            node_id: None,
         }
     }
 }
@@ -130,12 +133,31 @@ pub async fn serve(
         })?);
     let engine = Engine::new(config.engine.clone())?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let node = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("node-{:08x}", executor::random_u64() & 0xffff_ffff));
     let executor = Executor::spawn(
+        node.clone(),
         engine.clone(),
         store.clone(),
         clock.clone(),
         config.max_cached_runs,
     );
+    let database_error = |error| StartError::Database {
+        database: config.database.clone(),
+        error,
+    };
+    if store.single_node() {
+        // One server per SQLite file: whatever ran before is gone, its runs are ours now.
+        store
+            .adopt_orphans(&node, i64::MAX as u64)
+            .await
+            .map_err(database_error)?;
+    }
+    sweeper::keep_lease(store.as_ref(), &executor, clock.as_ref())
+        .await
+        .map_err(|e| StartError::Serve(format!("cannot register node {node}: {e}")))?;
     tokio::spawn(sweeper::run(
         store.clone(),
         executor.clone(),
@@ -162,7 +184,7 @@ pub async fn serve(
         workflow_service::WorkflowApi::new(engine, store.clone(), executor.clone(), clock.clone());
     let worker = worker_service::WorkerApi::new(store, executor, clock);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
-    tracing::info!(?addr, database = %config.database, "weft server listening");
+    tracing::info!(?addr, node, database = %config.database, "weft server listening");
     tonic::transport::Server::builder()
         .add_service(health)
         .add_service(reflection_v1)

@@ -1,4 +1,6 @@
-//! Fires due timers and ends activity attempts whose lease ran out (retry or time out).
+//! The node's background duties: keep its lease, adopt the runs of dead nodes, carry out
+//! the commands other nodes routed to it, fire due timers, and end activity attempts whose
+//! lease ran out (retry or time out).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,18 +14,52 @@ use crate::worker_service::{fail_attempt, lease_ms};
 
 const BATCH: u32 = 256;
 
+/// How long a node's lease lasts; it is renewed every [`RENEW_EVERY`].
+pub(crate) const NODE_LEASE: Duration = Duration::from_secs(5);
+const RENEW_EVERY: Duration = Duration::from_secs(1);
+
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     executor: Executor,
     clock: Arc<dyn Clock>,
     every: Duration,
 ) {
+    let mut last_renewal = tokio::time::Instant::now();
     loop {
+        if last_renewal.elapsed() >= RENEW_EVERY {
+            last_renewal = tokio::time::Instant::now();
+            if let Err(error) = keep_lease(store.as_ref(), &executor, clock.as_ref()).await {
+                tracing::warn!(%error, "cannot renew this node's lease; trying again");
+            }
+        }
         if let Err(error) = sweep(store.as_ref(), &executor, clock.as_ref()).await {
             tracing::warn!(%error, "sweep failed; trying again");
         }
         tokio::time::sleep(every).await;
     }
+}
+
+/// Renews the node's lease and adopts the runs of nodes whose lease ran out.
+pub(crate) async fn keep_lease(
+    store: &dyn Store,
+    executor: &Executor,
+    clock: &dyn Clock,
+) -> Result<(), crate::ServerError> {
+    let node = executor.node();
+    let now = clock.now_ms();
+    if !store
+        .renew_node(node, now + NODE_LEASE.as_millis() as u64)
+        .await?
+    {
+        // Presumed dead while we were away: our runs may belong to others now.
+        tracing::warn!(node, "this node's lease had lapsed; re-registered");
+        executor.forget_runs().await?;
+    }
+    let adopted = store.adopt_orphans(node, now).await?;
+    if adopted > 0 {
+        tracing::info!(node, adopted, "adopted the runs of nodes that stopped");
+    }
+    Ok(())
 }
 
 async fn sweep(
@@ -32,9 +68,21 @@ async fn sweep(
     clock: &dyn Clock,
 ) -> Result<(), crate::ServerError> {
     let now = clock.now_ms();
+    // Each item is deleted in the batch that carries it out; wait for those batches so the
+    // next sweep does not see the same items again.
+    let mut routed = tokio::task::JoinSet::new();
+    for item in store.inbox(executor.node(), BATCH).await? {
+        let executor = executor.clone();
+        routed.spawn(async move { executor.from_inbox(item).await });
+    }
+    while let Some(done) = routed.join_next().await {
+        if let Ok(Err(error)) = done {
+            tracing::warn!(%error, "a routed command failed; it stays in the inbox");
+        }
+    }
     // Delivered concurrently so the executor group-commits them.
     let mut fired = tokio::task::JoinSet::new();
-    for timer in store.due_timers(now, BATCH).await? {
+    for timer in store.due_timers(executor.node(), now, BATCH).await? {
         let executor = executor.clone();
         fired.spawn(async move {
             let result = executor

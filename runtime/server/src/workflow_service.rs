@@ -13,6 +13,8 @@ use crate::proto::{self, workflow_service_server::WorkflowService};
 use crate::{MAX_COMPONENT_BYTES, ServerError, check_payload};
 
 const DEFAULT_RESULT_WAIT_MS: u64 = 60_000;
+/// How often a waiting `GetWorkflowResult` looks at the store, for runs closed by other nodes.
+const RESULT_RECHECK: Duration = Duration::from_secs(1);
 
 pub(crate) struct WorkflowApi {
     engine: Engine,
@@ -216,6 +218,8 @@ impl WorkflowService for WorkflowApi {
             };
             tokio::select! {
                 _ = this_one => {}
+                // The run may be stepped by another node sharing the database.
+                _ = tokio::time::sleep(RESULT_RECHECK) => {}
                 _ = tokio::time::sleep_until(deadline) => {
                     return Err(Status::deadline_exceeded(format!(
                         "run {} of `{}` is still running after {wait_ms} ms",

@@ -6,7 +6,12 @@
 //!
 //! Every step of a run (the events it appends, the tasks and timers it creates or finishes,
 //! and its close) is written in one transaction: after a crash a step is either all there or
-//! not at all. [`Store::commit_steps`] takes many steps at once so callers can group-commit.
+//! not at all. [`Store::commit`] takes many steps at once so callers can group-commit.
+//!
+//! Several server nodes may share one (PostgreSQL) database. Each running run has one owner
+//! node, and a step commits only if its node still owns the run (fencing): a node that was
+//! presumed dead and whose runs were adopted cannot write to them any more. Commands for a
+//! run owned by another node go through that node's inbox, in the same transaction.
 
 pub mod model;
 pub mod postgres;
@@ -17,7 +22,8 @@ use async_trait::async_trait;
 use weft_history::History;
 
 pub use model::{
-    NewTask, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskRecord, TimerRecord,
+    Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
+    TaskRecord, TimerRecord,
 };
 pub use sql::SqlStore;
 
@@ -34,6 +40,11 @@ pub enum StoreError {
         stored: u64,
         first: u64,
     },
+    #[error(
+        "node {node} does not own run {run_id} any more (its lease ran out and another node \
+         adopted the run); nothing of this batch was written"
+    )]
+    NotOwner { run_id: String, node: String },
     #[error("stored data is unreadable ({what}): {reason}")]
     Corrupt { what: String, reason: String },
     #[error("database error: {0}")]
@@ -57,11 +68,11 @@ pub trait Store: Send + Sync + 'static {
     async fn module(&self, module_id: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// The newest module of a workflow type.
     async fn newest_module(&self, workflow_type: &str) -> Result<Option<String>, StoreError>;
-    /// Creates a run with its first step. Fails with [`StoreError::AlreadyRunning`] if the
-    /// workflow id has a running run.
-    async fn create_run(&self, run: &RunRecord, first: &StepWrite) -> Result<(), StoreError>;
-    /// Commits the steps in one transaction.
-    async fn commit_steps(&self, steps: &[StepWrite]) -> Result<(), StoreError>;
+    /// Commits a batch in one transaction. A step with `create` inserts its run first, owned
+    /// by the batch's node ([`StoreError::AlreadyRunning`] if the workflow id has a running
+    /// run); a step of a run the node does not own fails the batch with
+    /// [`StoreError::NotOwner`].
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// The most recently started run of a workflow id.
     async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError>;
@@ -102,8 +113,29 @@ pub trait Store: Send + Sync + 'static {
         details: &[u8],
         lease_until_ms: u64,
     ) -> Result<bool, StoreError>;
-    /// Timers due at `now_ms`.
-    async fn due_timers(&self, now_ms: u64, limit: u32) -> Result<Vec<TimerRecord>, StoreError>;
+    /// Timers of `node`'s runs due at `now_ms`.
+    async fn due_timers(
+        &self,
+        node: &str,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<TimerRecord>, StoreError>;
+
+    /// True when only one node can use this database (SQLite): at start, that node adopts
+    /// every run without waiting for the previous process's lease to run out.
+    fn single_node(&self) -> bool;
+    /// Extends `node`'s lease (registering it if needed). False when the node had no row:
+    /// it is new, or it was presumed dead and its runs were adopted by others.
+    async fn renew_node(&self, node: &str, lease_until_ms: u64) -> Result<bool, StoreError>;
+    /// Whether `node` holds a lease at `now_ms`.
+    async fn node_alive(&self, node: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// Takes over the running runs (and inbox items) of nodes whose lease ended before
+    /// `now_ms`, and of no node; forgets those nodes. Returns how many runs it took.
+    async fn adopt_orphans(&self, node: &str, now_ms: u64) -> Result<u64, StoreError>;
+    /// Takes one running run if it has no live owner. True when `node` owns it afterwards.
+    async fn adopt_run(&self, run_id: &str, node: &str, now_ms: u64) -> Result<bool, StoreError>;
+    /// The oldest commands in `node`'s inbox.
+    async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError>;
 }
 
 /// Opens the store at `url`: `sqlite:path` (created if missing) or `postgres://...`.

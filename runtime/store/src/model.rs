@@ -60,6 +60,8 @@ pub struct RunRecord {
     pub history_length: u64,
     /// For a child run: the parent run and the parent's handle for this child.
     pub parent: Option<(String, u32)>,
+    /// The node that steps this run (set by the store from the committing node).
+    pub owner: Option<String>,
 }
 
 /// An activity task to create.
@@ -123,6 +125,44 @@ pub struct StepWrite {
     /// Timers fired or cancelled by this step.
     pub done_timers: Vec<u32>,
     pub close: Option<RunClose>,
+}
+
+/// One group commit of one node: the steps of many runs, and commands routed to the runs
+/// of other nodes. All of it commits in one transaction, or none of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Batch {
+    /// The committing node; it must own every run it steps.
+    pub node: String,
+    pub steps: Vec<StepWrite>,
+    /// Commands for runs owned elsewhere, put in their owners' inboxes.
+    pub routed: Vec<RoutedCommand>,
+    /// Inbox items this batch consumed.
+    pub inbox_done: Vec<i64>,
+}
+
+impl Batch {
+    /// True when committing it would write nothing.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty() && self.routed.is_empty() && self.inbox_done.is_empty()
+    }
+}
+
+/// A command for a run owned by another node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RoutedCommand {
+    pub owner: String,
+    pub run_id: String,
+    /// The command, serialized by the server.
+    pub command: String,
+    pub created_at_ms: u64,
+}
+
+/// A command waiting in a node's inbox.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InboxItem {
+    pub id: i64,
+    pub run_id: String,
+    pub command: String,
 }
 
 /// Filter of [`Store::list_runs`](crate::Store::list_runs).

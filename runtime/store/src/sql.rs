@@ -25,7 +25,7 @@ pub struct SqlStore {
 
 const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
     input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length, \
-    parent_run_id, parent_handle";
+    parent_run_id, parent_handle, owner";
 const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
     options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details";
 
@@ -74,6 +74,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
             (Some(run_id), Some(handle)) => Some((run_id, handle as u32)),
             _ => None,
         },
+        owner: row.try_get("owner")?,
     })
 }
 
@@ -110,10 +111,14 @@ impl SqlStore {
         })
     }
 
-    async fn insert_run(tx: &mut Transaction<'_, Any>, run: &RunRecord) -> Result<(), StoreError> {
+    async fn insert_run(
+        tx: &mut Transaction<'_, Any>,
+        run: &RunRecord,
+        node: &str,
+    ) -> Result<(), StoreError> {
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO runs ({RUN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12, $13)"
         )))
         .bind(&run.run_id)
         .bind(&run.workflow_id)
@@ -127,6 +132,7 @@ impl SqlStore {
         .bind(i(run.started_at_ms))
         .bind(run.parent.as_ref().map(|(id, _)| id.clone()))
         .bind(run.parent.as_ref().map(|(_, h)| i64::from(*h)))
+        .bind(node)
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -142,9 +148,13 @@ impl SqlStore {
         }
     }
 
-    async fn write_step(tx: &mut Transaction<'_, Any>, step: &StepWrite) -> Result<(), StoreError> {
+    async fn write_step(
+        tx: &mut Transaction<'_, Any>,
+        node: &str,
+        step: &StepWrite,
+    ) -> Result<(), StoreError> {
         if let Some(run) = &step.create {
-            Self::insert_run(tx, run).await?;
+            Self::insert_run(tx, run, node).await?;
         }
         let stored: Option<i32> =
             sqlx::query_scalar("SELECT history_length FROM runs WHERE run_id = $1")
@@ -211,38 +221,49 @@ impl SqlStore {
                 .await?;
         }
         let length = step.events.last().map(|e| e.seq).unwrap_or(stored);
-        match &step.close {
-            None => {
-                sqlx::query("UPDATE runs SET history_length = $2 WHERE run_id = $1")
-                    .bind(&step.run_id)
-                    .bind(length as i32)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            Some(close) => {
-                sqlx::query(
-                    "UPDATE runs SET history_length = $2, status = $3, output = $4, error_kind = $5, \
-                     error_message = $6, closed_at_ms = $7 WHERE run_id = $1",
-                )
+        // The owner check is the fence: a node whose runs were adopted writes nothing.
+        let updated = match &step.close {
+            None => sqlx::query(
+                "UPDATE runs SET history_length = $2 WHERE run_id = $1 AND owner = $3 AND status = 'running'",
+            )
+            .bind(&step.run_id)
+            .bind(length as i32)
+            .bind(node)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+            Some(close) => sqlx::query(
+                "UPDATE runs SET history_length = $2, status = $3, output = $4, error_kind = $5, \
+                 error_message = $6, closed_at_ms = $7 WHERE run_id = $1 AND owner = $8 AND status = 'running'",
+            )
+            .bind(&step.run_id)
+            .bind(length as i32)
+            .bind(close.status.as_str())
+            .bind(close.output.as_ref().map(|p| p.0.clone()))
+            .bind(close.error.as_ref().map(|e| e.kind.clone()))
+            .bind(close.error.as_ref().map(|e| e.message.clone()))
+            .bind(i(close.closed_at_ms))
+            .bind(node)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected(),
+        };
+        if updated != 1 {
+            return Err(StoreError::NotOwner {
+                run_id: step.run_id.clone(),
+                node: node.to_owned(),
+            });
+        }
+        if step.close.is_some() {
+            // A closed run keeps no pending work.
+            sqlx::query("DELETE FROM activity_tasks WHERE run_id = $1")
                 .bind(&step.run_id)
-                .bind(length as i32)
-                .bind(close.status.as_str())
-                .bind(close.output.as_ref().map(|p| p.0.clone()))
-                .bind(close.error.as_ref().map(|e| e.kind.clone()))
-                .bind(close.error.as_ref().map(|e| e.message.clone()))
-                .bind(i(close.closed_at_ms))
                 .execute(&mut **tx)
                 .await?;
-                // A closed run keeps no pending work.
-                sqlx::query("DELETE FROM activity_tasks WHERE run_id = $1")
-                    .bind(&step.run_id)
-                    .execute(&mut **tx)
-                    .await?;
-                sqlx::query("DELETE FROM timers WHERE run_id = $1")
-                    .bind(&step.run_id)
-                    .execute(&mut **tx)
-                    .await?;
-            }
+            sqlx::query("DELETE FROM timers WHERE run_id = $1")
+                .bind(&step.run_id)
+                .execute(&mut **tx)
+                .await?;
         }
         Ok(())
     }
@@ -309,18 +330,27 @@ impl Store for SqlStore {
         )
     }
 
-    async fn create_run(&self, run: &RunRecord, first: &StepWrite) -> Result<(), StoreError> {
-        let step = StepWrite {
-            create: Some(run.clone()),
-            ..first.clone()
-        };
-        self.commit_steps(std::slice::from_ref(&step)).await
-    }
-
-    async fn commit_steps(&self, steps: &[StepWrite]) -> Result<(), StoreError> {
+    async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
-        for step in steps {
-            match Self::write_step(&mut tx, step).await {
+        for routed in &batch.routed {
+            sqlx::query(
+                "INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&routed.owner)
+            .bind(&routed.run_id)
+            .bind(&routed.command)
+            .bind(i(routed.created_at_ms))
+            .execute(&mut *tx)
+            .await?;
+        }
+        for id in &batch.inbox_done {
+            sqlx::query("DELETE FROM inbox WHERE id = $1")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for step in &batch.steps {
+            match Self::write_step(&mut tx, &batch.node, step).await {
                 Ok(()) => {}
                 Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
                     drop(tx);
@@ -502,12 +532,19 @@ impl Store for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn due_timers(&self, now_ms: u64, limit: u32) -> Result<Vec<TimerRecord>, StoreError> {
+    async fn due_timers(
+        &self,
+        node: &str,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<TimerRecord>, StoreError> {
         let rows = sqlx::query(
-            "SELECT run_id, handle, fire_at_ms FROM timers WHERE fire_at_ms <= $1 ORDER BY fire_at_ms LIMIT $2",
+            "SELECT t.run_id, t.handle, t.fire_at_ms FROM timers t JOIN runs r ON r.run_id = t.run_id \
+             WHERE t.fire_at_ms <= $1 AND r.owner = $3 ORDER BY t.fire_at_ms LIMIT $2",
         )
         .bind(i(now_ms))
         .bind(i64::from(limit))
+        .bind(node)
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
@@ -516,6 +553,108 @@ impl Store for SqlStore {
                     run_id: row.try_get("run_id")?,
                     handle: row.try_get::<i64, _>("handle")? as u32,
                     fire_at_ms: u(row.try_get("fire_at_ms")?),
+                })
+            })
+            .collect()
+    }
+
+    fn single_node(&self) -> bool {
+        self.dialect == Dialect::Sqlite
+    }
+
+    async fn renew_node(&self, node: &str, lease_until_ms: u64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let renewed = sqlx::query("UPDATE nodes SET lease_until_ms = $2 WHERE node_id = $1")
+            .bind(node)
+            .bind(i(lease_until_ms))
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if !renewed {
+            sqlx::query("INSERT INTO nodes (node_id, lease_until_ms) VALUES ($1, $2)")
+                .bind(node)
+                .bind(i(lease_until_ms))
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(renewed)
+    }
+
+    async fn node_alive(&self, node: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let alive: Option<i64> = sqlx::query_scalar(
+            "SELECT lease_until_ms FROM nodes WHERE node_id = $1 AND lease_until_ms >= $2",
+        )
+        .bind(node)
+        .bind(i(now_ms))
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(alive.is_some())
+    }
+
+    async fn adopt_orphans(&self, node: &str, now_ms: u64) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let adopted = sqlx::query(
+            "UPDATE runs SET owner = $1 WHERE status = 'running' AND (owner IS NULL OR (owner <> $1 \
+             AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $2)))",
+        )
+        .bind(node)
+        .bind(i(now_ms))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        sqlx::query(
+            "UPDATE inbox SET owner = $1 WHERE owner <> $1 \
+             AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = inbox.owner AND n.lease_until_ms >= $2)",
+        )
+        .bind(node)
+        .bind(i(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM nodes WHERE node_id <> $1 AND lease_until_ms < $2")
+            .bind(node)
+            .bind(i(now_ms))
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(adopted)
+    }
+
+    async fn adopt_run(&self, run_id: &str, node: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "UPDATE runs SET owner = $2 WHERE run_id = $1 AND status = 'running' AND (owner IS NULL \
+             OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $3))",
+        )
+        .bind(run_id)
+        .bind(node)
+        .bind(i(now_ms))
+        .execute(&mut *tx)
+        .await?;
+        let owner: Option<Option<String>> =
+            sqlx::query_scalar("SELECT owner FROM runs WHERE run_id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        Ok(owner.flatten().as_deref() == Some(node))
+    }
+
+    async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, command FROM inbox WHERE owner = $1 ORDER BY id LIMIT $2",
+        )
+        .bind(node)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    id: row.try_get("id")?,
+                    run_id: row.try_get("run_id")?,
+                    command: row.try_get("command")?,
                 })
             })
             .collect()

@@ -68,7 +68,27 @@ fn run(run_id: &str, workflow_id: &str, started_at_ms: u64) -> RunRecord {
         closed_at_ms: None,
         history_length: 0,
         parent: Some(("parent-run".into(), 3)),
+        owner: None,
     }
+}
+
+/// The node that commits in these tests.
+const NODE: &str = "node-a";
+
+fn batch(steps: Vec<StepWrite>) -> Batch {
+    Batch {
+        node: NODE.into(),
+        steps,
+        ..Default::default()
+    }
+}
+
+/// A batch that creates `run` with `first` as its first step.
+fn creating(run: RunRecord, first: StepWrite) -> Batch {
+    batch(vec![StepWrite {
+        create: Some(run),
+        ..first
+    }])
 }
 
 fn event(seq: u64, kind: EventKind) -> Event {
@@ -156,13 +176,14 @@ async fn a_run_and_its_history_round_trip() {
     on_every_backend(|store| async move {
         with_module(&store).await;
         store
-            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .commit(&creating(run("r1", "wf", 10), first_step("r1")))
             .await
             .unwrap();
         let stored = store.run("r1").await.unwrap().unwrap();
         assert_eq!(stored.seed, u64::MAX - 5);
         assert_eq!(stored.history_length, 3);
         assert_eq!(stored.parent, Some(("parent-run".into(), 3)));
+        assert_eq!(stored.owner.as_deref(), Some(NODE));
         let history = store.history("r1").await.unwrap().unwrap();
         assert_eq!(history.events, first_step("r1").events);
         history.check().unwrap();
@@ -177,11 +198,11 @@ async fn one_running_run_per_workflow_id() {
     on_every_backend(|store| async move {
         with_module(&store).await;
         store
-            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .commit(&creating(run("r1", "wf", 10), first_step("r1")))
             .await
             .unwrap();
         let err = store
-            .create_run(&run("r2", "wf", 11), &first_step("r2"))
+            .commit(&creating(run("r2", "wf", 11), first_step("r2")))
             .await
             .unwrap_err();
         assert!(
@@ -193,7 +214,7 @@ async fn one_running_run_per_workflow_id() {
             "nothing of r2 was written"
         );
         store
-            .commit_steps(&[StepWrite {
+            .commit(&batch(vec![StepWrite {
                 run_id: "r1".into(),
                 events: vec![event(
                     4,
@@ -208,11 +229,11 @@ async fn one_running_run_per_workflow_id() {
                     closed_at_ms: 20,
                 }),
                 ..Default::default()
-            }])
+            }]))
             .await
             .unwrap();
         store
-            .create_run(&run("r2", "wf", 30), &first_step("r2"))
+            .commit(&creating(run("r2", "wf", 30), first_step("r2")))
             .await
             .unwrap();
         assert_eq!(store.latest_run("wf").await.unwrap().unwrap().run_id, "r2");
@@ -227,11 +248,11 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
     on_every_backend(|store| async move {
         with_module(&store).await;
         store
-            .create_run(&run("r1", "wf1", 10), &first_step("r1"))
+            .commit(&creating(run("r1", "wf1", 10), first_step("r1")))
             .await
             .unwrap();
         store
-            .create_run(&run("r2", "wf2", 10), &first_step("r2"))
+            .commit(&creating(run("r2", "wf2", 10), first_step("r2")))
             .await
             .unwrap();
         let good = StepWrite {
@@ -245,7 +266,10 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
             events: vec![event(9, EventKind::TimerFired { handle: 1 })],
             ..Default::default()
         };
-        let err = store.commit_steps(&[good.clone(), gap]).await.unwrap_err();
+        let err = store
+            .commit(&batch(vec![good.clone(), gap]))
+            .await
+            .unwrap_err();
         assert!(
             matches!(
                 err,
@@ -262,10 +286,10 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
             3,
             "r1's step rolled back"
         );
-        assert_eq!(store.due_timers(2000, 10).await.unwrap().len(), 2);
-        store.commit_steps(&[good]).await.unwrap();
+        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 2);
+        store.commit(&batch(vec![good])).await.unwrap();
         assert_eq!(store.history("r1").await.unwrap().unwrap().events.len(), 4);
-        assert_eq!(store.due_timers(2000, 10).await.unwrap().len(), 1);
+        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 1);
     })
     .await;
 }
@@ -275,7 +299,7 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
     on_every_backend(|store| async move {
         with_module(&store).await;
         store
-            .create_run(&run("r1", "wf", 10), &first_step("r1"))
+            .commit(&creating(run("r1", "wf", 10), first_step("r1")))
             .await
             .unwrap();
         assert!(
@@ -340,12 +364,15 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
         for i in 0..5u64 {
             let id = format!("r{i}");
             store
-                .create_run(&run(&id, &format!("wf{i}"), 100 + i), &first_step(&id))
+                .commit(&creating(
+                    run(&id, &format!("wf{i}"), 100 + i),
+                    first_step(&id),
+                ))
                 .await
                 .unwrap();
         }
         store
-            .commit_steps(&[StepWrite {
+            .commit(&batch(vec![StepWrite {
                 run_id: "r3".into(),
                 events: vec![event(
                     4,
@@ -360,7 +387,7 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
                     closed_at_ms: 200,
                 }),
                 ..Default::default()
-            }])
+            }]))
             .await
             .unwrap();
         let all = RunFilter::default();
@@ -393,6 +420,104 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
                 .is_empty()
         );
         assert_eq!(store.running_runs().await.unwrap().len(), 4);
+    })
+    .await;
+}
+
+/// A step of r1 (which has 3 events) that fires its timer.
+fn timer_fired(run_id: &str) -> StepWrite {
+    StepWrite {
+        run_id: run_id.into(),
+        events: vec![event(4, EventKind::TimerFired { handle: 1 })],
+        done_timers: vec![1],
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn only_the_owner_steps_a_run_and_a_dead_owners_runs_are_adopted() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        assert!(!store.renew_node(NODE, 5_000).await.unwrap(), "a new node");
+        assert!(store.renew_node(NODE, 5_000).await.unwrap());
+        assert!(!store.renew_node("node-b", 5_000).await.unwrap());
+        store
+            .commit(&creating(run("r1", "wf", 10), first_step("r1")))
+            .await
+            .unwrap();
+        // node-b may not step node-a's run: the whole batch is refused.
+        let mut from_b = batch(vec![timer_fired("r1")]);
+        from_b.node = "node-b".into();
+        from_b.routed.push(RoutedCommand {
+            owner: NODE.into(),
+            run_id: "r1".into(),
+            command: "{}".into(),
+            created_at_ms: 1,
+        });
+        let err = store.commit(&from_b).await.unwrap_err();
+        assert!(
+            matches!(&err, StoreError::NotOwner { run_id, .. } if run_id == "r1"),
+            "{err}"
+        );
+        assert!(
+            store.inbox(NODE, 10).await.unwrap().is_empty(),
+            "nothing written"
+        );
+        assert!(
+            store
+                .due_timers("node-b", 2000, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 1);
+        // It routes the command to node-a's inbox instead; node-a consumes it in a step.
+        from_b.steps.clear();
+        store.commit(&from_b).await.unwrap();
+        let inbox = store.inbox(NODE, 10).await.unwrap();
+        assert_eq!(inbox.len(), 1);
+        assert_eq!(
+            (inbox[0].run_id.as_str(), inbox[0].command.as_str()),
+            ("r1", "{}")
+        );
+        // While node-a is alive nothing is adopted; once its lease ran out, node-b takes its
+        // runs and its inbox, and node-a is fenced off.
+        assert!(store.node_alive(NODE, 4_000).await.unwrap());
+        assert_eq!(store.adopt_orphans("node-b", 4_000).await.unwrap(), 0);
+        assert!(!store.adopt_run("r1", "node-b", 4_000).await.unwrap());
+        assert!(!store.node_alive(NODE, 6_000).await.unwrap());
+        store.renew_node("node-b", 60_000).await.unwrap();
+        assert_eq!(store.adopt_orphans("node-b", 6_000).await.unwrap(), 1);
+        assert_eq!(
+            store.run("r1").await.unwrap().unwrap().owner.as_deref(),
+            Some("node-b")
+        );
+        assert_eq!(store.inbox("node-b", 10).await.unwrap().len(), 1);
+        let err = store
+            .commit(&batch(vec![timer_fired("r1")]))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, StoreError::NotOwner { .. }), "{err}");
+        assert!(
+            !store.renew_node(NODE, 70_000).await.unwrap(),
+            "node-a was forgotten"
+        );
+        let mut step_b = batch(vec![timer_fired("r1")]);
+        step_b.node = "node-b".into();
+        step_b.inbox_done = vec![inbox[0].id];
+        store.commit(&step_b).await.unwrap();
+        assert_eq!(store.history("r1").await.unwrap().unwrap().events.len(), 4);
+        assert!(store.inbox("node-b", 10).await.unwrap().is_empty());
+        // A run nobody owns (e.g. from before owners existed) is adopted on demand.
+        store
+            .commit(&creating(run("r2", "wf2", 10), first_step("r2")))
+            .await
+            .unwrap();
+        assert!(
+            !store.adopt_run("r2", "node-b", 6_000).await.unwrap(),
+            "node-a is alive again"
+        );
+        assert!(store.adopt_run("r2", "node-b", 80_000).await.unwrap());
     })
     .await;
 }
