@@ -1155,3 +1155,28 @@ async fn two_nodes_on_postgres_route_to_each_runs_owner_and_adopt_a_killed_nodes
     );
     worker.abort();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_python_client_generated_from_the_protos_drives_a_workflow() {
+    let (_dir, server, _client) = sqlite_server().await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/python/grpc_client.py"
+    );
+    let out = Command::new("python3")
+        .args([
+            script,
+            "--server",
+            server.url.trim_start_matches("http://"),
+            "--component",
+            weft_tests::HELLO_ACTIVITY,
+        ])
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("all checks passed"),
+        "{stdout}\n{}\n(the client needs `pip install grpcio grpcio-tools`; .ci/run installs them)",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -197,7 +197,9 @@ pub async fn serve(
             worker,
         ))
         .serve_with_incoming_shutdown(
-            tokio_stream::wrappers::TcpListenerStream::new(listener),
+            // Small request/response messages: without TCP_NODELAY, Nagle's algorithm and
+            // delayed ACKs add ~40 ms to a call.
+            tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
         )
         .await

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use weft_engine::Clock;
 use weft_engine::weft_history::{Completion, ErrorInfo, EventKind, Failure, Payload};
-use weft_store::{Store, TaskRecord};
+use weft_store::{Store, TaskRecord, attempt_lease_ms};
 
 use crate::executor::Executor;
 use crate::proto::{self, worker_service_server::WorkerService};
@@ -26,13 +26,7 @@ pub(crate) struct WorkerApi {
 
 /// How long one attempt of `task` may hold its lease before a heartbeat or the result.
 pub(crate) fn lease_ms(task: &TaskRecord) -> u64 {
-    let start_to_close = task
-        .options
-        .start_to_close_timeout_ms
-        .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
-    task.options
-        .heartbeat_timeout_ms
-        .map_or(start_to_close, |hb| hb.min(start_to_close))
+    attempt_lease_ms(&task.options).unwrap_or(DEFAULT_START_TO_CLOSE_MS)
 }
 
 /// Ends an attempt that failed or timed out: retries it per its policy, or delivers
@@ -151,20 +145,13 @@ impl WorkerService for WorkerApi {
             let now = self.clock.now_ms();
             let claimed = self
                 .store
-                .claim_tasks(&req.task_queue, max, now, now + DEFAULT_START_TO_CLOSE_MS)
+                .claim_tasks(&req.task_queue, max, now, DEFAULT_START_TO_CLOSE_MS)
                 .await
                 .map_err(ServerError::from)?;
             if !claimed.is_empty() {
                 let mut tasks = Vec::with_capacity(claimed.len());
                 for task in claimed {
-                    let lease = lease_ms(&task);
                     let details = task.heartbeat_details.clone().unwrap_or_default();
-                    if lease != DEFAULT_START_TO_CLOSE_MS {
-                        self.store
-                            .heartbeat(&task.task_id, task.attempt, &details, now + lease)
-                            .await
-                            .map_err(ServerError::from)?;
-                    }
                     let start_to_close = task
                         .options
                         .start_to_close_timeout_ms

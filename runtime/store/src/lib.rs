@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use weft_history::History;
 
 pub use model::{
-    Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
+    Batch, attempt_lease_ms, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
     TaskRecord, TimerRecord,
 };
 pub use sql::SqlStore;
@@ -87,13 +87,14 @@ pub trait Store: Send + Sync + 'static {
     async fn history(&self, run_id: &str) -> Result<Option<History>, StoreError>;
     /// Runs not closed yet (to resume after a restart).
     async fn running_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
-    /// Leases up to `max` visible tasks of `task_queue` until `lease_until_ms`.
+    /// Leases up to `max` visible tasks of `task_queue`, each for its
+    /// [`attempt_lease_ms`] (`default_lease_ms` when its options set no timeout).
     async fn claim_tasks(
         &self,
         task_queue: &str,
         max: u32,
         now_ms: u64,
-        lease_until_ms: u64,
+        default_lease_ms: u64,
     ) -> Result<Vec<TaskRecord>, StoreError>;
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Leased tasks whose lease ran out before `now_ms`.

@@ -75,6 +75,18 @@ pub struct NewTask {
     pub scheduled_at_ms: u64,
 }
 
+/// How long one attempt of an activity may hold its task without a heartbeat or a result:
+/// the shorter of its heartbeat and start-to-close timeouts; `None` when it sets neither.
+pub fn attempt_lease_ms(options: &ActivityOptions) -> Option<u64> {
+    match (
+        options.heartbeat_timeout_ms,
+        options.start_to_close_timeout_ms,
+    ) {
+        (Some(hb), Some(stc)) => Some(hb.min(stc)),
+        (hb, stc) => hb.or(stc),
+    }
+}
+
 /// An activity task handed to a worker.
 #[derive(Clone, Debug, PartialEq)]
 pub struct TaskRecord {

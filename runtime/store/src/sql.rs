@@ -1,7 +1,10 @@
 //! The store's queries, written once for both backends through sqlx's `Any` driver. Where
 //! the dialects differ (claiming tasks) [`Dialect`] says how.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
 use weft_history::{ErrorInfo, Event, History, Payload, RunHeader};
@@ -21,6 +24,9 @@ pub(crate) enum Dialect {
 pub struct SqlStore {
     pool: AnyPool,
     dialect: Dialect,
+    /// SQLite writers queue here rather than on SQLite's lock, whose busy handler sleeps
+    /// up to 100 ms between tries.
+    write_gate: Arc<Mutex<()>>,
 }
 
 const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
@@ -98,17 +104,33 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
 
 impl SqlStore {
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        SqlStore { pool, dialect }
+        SqlStore {
+            pool,
+            dialect,
+            write_gate: Arc::default(),
+        }
+    }
+
+    /// Held by every write on SQLite (one writer at a time); nothing on PostgreSQL.
+    async fn gate(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.dialect {
+            Dialect::Sqlite => Some(self.write_gate.clone().lock_owned().await),
+            Dialect::Postgres => None,
+        }
     }
 
     /// A transaction that will write. On SQLite it takes the write lock up front: a
     /// transaction that reads first and upgrades later fails with SQLITE_BUSY when another
     /// connection wrote in between, where waiting for the lock succeeds.
-    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
-        Ok(match self.dialect {
+    async fn begin_write(
+        &self,
+    ) -> Result<(Option<OwnedMutexGuard<()>>, Transaction<'static, Any>), StoreError> {
+        let gate = self.gate().await;
+        let tx = match self.dialect {
             Dialect::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Dialect::Postgres => self.pool.begin().await?,
-        })
+        };
+        Ok((gate, tx))
     }
 
     async fn insert_run(
@@ -185,8 +207,8 @@ impl SqlStore {
                 serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
             sqlx::query(
                 "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, activity_name, \
-                 input, options, attempt, scheduled_at_ms, visible_at_ms) \
-                 SELECT $1, $2, workflow_id, $3, $4, $5, $6, $7, 1, $8, $8 FROM runs WHERE run_id = $2",
+                 input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms) \
+                 SELECT $1, $2, workflow_id, $3, $4, $5, $6, $7, 1, $8, $8, $9 FROM runs WHERE run_id = $2",
             )
             .bind(format!("{}/{}", step.run_id, task.handle))
             .bind(&step.run_id)
@@ -196,6 +218,7 @@ impl SqlStore {
             .bind(task.input.0.clone())
             .bind(options)
             .bind(i(task.scheduled_at_ms))
+            .bind(attempt_lease_ms(&task.options).map(i))
             .execute(&mut **tx)
             .await?;
         }
@@ -288,7 +311,7 @@ impl Store for SqlStore {
         component: &[u8],
         now_ms: u64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_gate, mut tx) = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO modules (module_id, workflow_type, component, created_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (module_id) DO NOTHING",
@@ -331,7 +354,7 @@ impl Store for SqlStore {
     }
 
     async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_gate, mut tx) = self.begin_write().await?;
         for routed in &batch.routed {
             sqlx::query(
                 "INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES ($1, $2, $3, $4)",
@@ -449,21 +472,22 @@ impl Store for SqlStore {
         task_queue: &str,
         max: u32,
         now_ms: u64,
-        lease_until_ms: u64,
+        default_lease_ms: u64,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
             // SQLite has one writer at a time; the UPDATE is atomic.
             Dialect::Sqlite => "",
         };
+        let _gate = self.gate().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE activity_tasks SET lease_until_ms = $1 WHERE task_id IN ( \
+            "UPDATE activity_tasks SET lease_until_ms = $3 + COALESCE(lease_ms, $1) WHERE task_id IN ( \
                  SELECT task_id FROM activity_tasks \
                  WHERE task_queue = $2 AND lease_until_ms IS NULL AND visible_at_ms <= $3 \
                  ORDER BY visible_at_ms LIMIT $4 {lock}) \
              RETURNING {TASK_COLUMNS}"
         )))
-        .bind(i(lease_until_ms))
+        .bind(i(default_lease_ms))
         .bind(task_queue)
         .bind(i(now_ms))
         .bind(i64::from(max))
@@ -500,6 +524,7 @@ impl Store for SqlStore {
         attempt: u32,
         visible_at_ms: u64,
     ) -> Result<bool, StoreError> {
+        let _gate = self.gate().await;
         let done = sqlx::query(
             "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3 \
              WHERE task_id = $1 AND attempt = $2",
@@ -519,6 +544,7 @@ impl Store for SqlStore {
         details: &[u8],
         lease_until_ms: u64,
     ) -> Result<bool, StoreError> {
+        let _gate = self.gate().await;
         let done = sqlx::query(
             "UPDATE activity_tasks SET lease_until_ms = $4, heartbeat_details = $3 \
              WHERE task_id = $1 AND attempt = $2 AND lease_until_ms IS NOT NULL",
@@ -563,7 +589,7 @@ impl Store for SqlStore {
     }
 
     async fn renew_node(&self, node: &str, lease_until_ms: u64) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_gate, mut tx) = self.begin_write().await?;
         let renewed = sqlx::query("UPDATE nodes SET lease_until_ms = $2 WHERE node_id = $1")
             .bind(node)
             .bind(i(lease_until_ms))
@@ -594,7 +620,7 @@ impl Store for SqlStore {
     }
 
     async fn adopt_orphans(&self, node: &str, now_ms: u64) -> Result<u64, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_gate, mut tx) = self.begin_write().await?;
         let adopted = sqlx::query(
             "UPDATE runs SET owner = $1 WHERE status = 'running' AND (owner IS NULL OR (owner <> $1 \
              AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $2)))",
@@ -622,7 +648,7 @@ impl Store for SqlStore {
     }
 
     async fn adopt_run(&self, run_id: &str, node: &str, now_ms: u64) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
+        let (_gate, mut tx) = self.begin_write().await?;
         sqlx::query(
             "UPDATE runs SET owner = $2 WHERE run_id = $1 AND status = 'running' AND (owner IS NULL \
              OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $3))",

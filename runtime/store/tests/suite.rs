@@ -321,6 +321,11 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
             ("r1/0", "wf", 1)
         );
         assert_eq!(task.options.start_to_close_timeout_ms, Some(10));
+        assert_eq!(
+            task.lease_until_ms,
+            Some(1010),
+            "leased for its own start-to-close, not the default"
+        );
         assert!(
             store
                 .claim_tasks("q", 5, 1000, 2000)
@@ -329,7 +334,7 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
                 .is_empty(),
             "leased"
         );
-        assert!(store.expired_tasks(1999, 10).await.unwrap().is_empty());
+        assert!(store.expired_tasks(1009, 10).await.unwrap().is_empty());
         assert!(store.heartbeat("r1/0", 1, b"50%", 3000).await.unwrap());
         assert!(
             !store.heartbeat("r1/0", 2, b"x", 3000).await.unwrap(),
