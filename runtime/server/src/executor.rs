@@ -17,7 +17,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Notify, broadcast, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 use weft_engine::weft_history::{
     Completion, ErrorInfo, Event, EventKind, Failure, Payload, PendingOp,
 };
@@ -53,8 +53,11 @@ pub struct Started {
 
 /// A change to a run.
 enum Command {
+    /// A start checked by the caller: `module_id` is the type's newest module, and the
+    /// store had no running run of the workflow id.
     Start {
         request: StartRequest,
+        module_id: String,
         reply: oneshot::Sender<Result<Started, ServerError>>,
     },
     Deliver {
@@ -136,9 +139,87 @@ struct InternalStart {
 #[derive(Clone)]
 pub struct Executor {
     tx: mpsc::Sender<Command>,
-    closed: broadcast::Sender<Arc<str>>,
+    store: Arc<dyn Store>,
+    types: Arc<TypeCache>,
+    waiters: Arc<CloseWaiters>,
     queues: Arc<QueueNotify>,
     node: Arc<str>,
+}
+
+/// Workflow type -> newest module, remembered briefly: a start needs it, and an upload on
+/// another node sharing the database is seen within [`TYPE_CACHE_TTL`].
+#[derive(Default)]
+struct TypeCache {
+    types: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+}
+
+const TYPE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl TypeCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, std::time::Instant)>> {
+        self.types.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn newest_module(
+        &self,
+        store: &dyn Store,
+        workflow_type: &str,
+    ) -> Result<String, ServerError> {
+        if let Some((module_id, at)) = self.lock().get(workflow_type)
+            && at.elapsed() < TYPE_CACHE_TTL
+        {
+            return Ok(module_id.clone());
+        }
+        let module_id = store
+            .newest_module(workflow_type)
+            .await?
+            .ok_or_else(|| ServerError::UnknownWorkflowType(workflow_type.to_owned()))?;
+        self.set(workflow_type, &module_id);
+        Ok(module_id)
+    }
+
+    fn set(&self, workflow_type: &str, module_id: &str) {
+        self.lock().insert(
+            workflow_type.to_owned(),
+            (module_id.to_owned(), std::time::Instant::now()),
+        );
+    }
+}
+
+/// Wakes the `GetWorkflowResult` calls waiting for a workflow's run to close: one notifier
+/// per watched workflow id, so a close wakes only its own waiters.
+#[derive(Default)]
+pub struct CloseWaiters {
+    watched: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+impl CloseWaiters {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+        self.watched.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The notifier woken when a run of `workflow_id` closes (durably).
+    pub fn watch(&self, workflow_id: &str) -> Arc<Notify> {
+        self.lock()
+            .entry(workflow_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    /// Stops watching; the entry goes with its last watcher.
+    pub fn unwatch(&self, workflow_id: &str, watch: Arc<Notify>) {
+        let mut watched = self.lock();
+        // The map's reference and this one: nobody else waits.
+        if Arc::strong_count(&watch) <= 2 {
+            watched.remove(workflow_id);
+        }
+    }
+
+    fn closed(&self, workflow_id: &str) {
+        if let Some(notify) = self.lock().remove(workflow_id) {
+            notify.notify_waiters();
+        }
+    }
 }
 
 /// Wakes pollers of a task queue when tasks are added to it.
@@ -164,6 +245,10 @@ struct CachedRun {
 
 struct State {
     node: String,
+    types: Arc<TypeCache>,
+    /// Workflow id -> run id of the runs this node started or stepped and that have not
+    /// closed: a second start of a running id is refused here, before any commit.
+    running_ids: HashMap<String, String>,
     engine: Engine,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -171,7 +256,7 @@ struct State {
     runs: HashMap<String, CachedRun>,
     lru: VecDeque<String>,
     max_cached: usize,
-    closed: broadcast::Sender<Arc<str>>,
+    waiters: Arc<CloseWaiters>,
     /// Workflow ids whose runs close in the batch being built; announced once it commits.
     closed_in_batch: Vec<Arc<str>>,
     queues: Arc<QueueNotify>,
@@ -204,25 +289,30 @@ impl Executor {
         max_cached: usize,
     ) -> Self {
         let (tx, rx) = mpsc::channel(4096);
-        let (closed_tx, _) = broadcast::channel(16_384);
+        let waiters = Arc::new(CloseWaiters::default());
         let queues = Arc::new(QueueNotify::default());
+        let types = Arc::new(TypeCache::default());
         let state = State {
             node: node.clone(),
+            types: types.clone(),
+            running_ids: HashMap::new(),
             engine,
-            store,
+            store: store.clone(),
             clock,
             modules: HashMap::new(),
             runs: HashMap::new(),
             lru: VecDeque::new(),
             max_cached: max_cached.max(1),
-            closed: closed_tx.clone(),
+            waiters: waiters.clone(),
             closed_in_batch: Vec::new(),
             queues: queues.clone(),
         };
         tokio::spawn(state.run(rx));
         Executor {
             tx,
-            closed: closed_tx,
+            store,
+            types,
+            waiters,
             queues,
             node: Arc::from(node),
         }
@@ -251,16 +341,46 @@ impl Executor {
         &self.queues
     }
 
-    /// The workflow ids of runs as they close (durably).
-    pub fn closed(&self) -> broadcast::Receiver<Arc<str>> {
-        self.closed.subscribe()
+    /// Who waits for which run to close.
+    pub fn close_waiters(&self) -> &Arc<CloseWaiters> {
+        &self.waiters
     }
 
-    /// Starts a run; answers once it is durable.
+    /// Starts a run; answers once it is durable. The reads a start needs are made here, by
+    /// the caller, so they do not queue behind the executor.
     pub async fn start(&self, request: StartRequest) -> Result<Started, ServerError> {
+        let module_id = self
+            .types
+            .newest_module(self.store.as_ref(), &request.workflow_type)
+            .await?;
+        if let Some(running) = self.store.latest_run(&request.workflow_id).await?
+            && running.status == RunStatus::Running
+        {
+            return if request.return_existing {
+                Ok(Started {
+                    run_id: running.run_id,
+                    existing: true,
+                })
+            } else {
+                Err(ServerError::AlreadyRunning {
+                    workflow_id: request.workflow_id,
+                    run_id: running.run_id,
+                })
+            };
+        }
         let (reply, rx) = oneshot::channel();
-        self.send(Command::Start { request, reply }).await?;
+        self.send(Command::Start {
+            request,
+            module_id,
+            reply,
+        })
+        .await?;
         rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
+    /// `module_id` is now the newest module of `workflow_type`.
+    pub fn module_uploaded(&self, workflow_type: &str, module_id: &str) {
+        self.types.set(workflow_type, module_id);
     }
 
     /// Delivers an event to a run; answers once it (and what the run did next) is durable.
@@ -385,9 +505,13 @@ impl State {
         while let Some(command) = queue.pop_front() {
             let mut follow_ups = Vec::new();
             let reply = match command {
-                Command::Start { request, reply } => {
+                Command::Start {
+                    request,
+                    module_id,
+                    reply,
+                } => {
                     let result = self
-                        .start(request, 1, None, &mut out, &mut follow_ups)
+                        .start(request, Some(module_id), 1, None, &mut out, &mut follow_ups)
                         .await;
                     Reply::Start(reply, result)
                 }
@@ -398,7 +522,7 @@ impl State {
                         parent,
                     } = *internal;
                     if let Err(e) = self
-                        .start(request, run_number, parent, &mut out, &mut follow_ups)
+                        .start(request, None, run_number, parent, &mut out, &mut follow_ups)
                         .await
                     {
                         tracing::error!(error = %e, "cannot start a child or continued run");
@@ -460,6 +584,7 @@ impl State {
                         "this node's lease lapsed; dropping its cached runs");
                     self.runs.clear();
                     self.lru.clear();
+                    self.running_ids.clear();
                     Reply::None
                 }
             };
@@ -477,8 +602,7 @@ impl State {
         match committed {
             Ok(()) => {
                 for workflow_id in self.closed_in_batch.drain(..) {
-                    // No receivers is fine: nobody waits for this run.
-                    let _ = self.closed.send(workflow_id);
+                    self.waiters.closed(&workflow_id);
                 }
                 for step in &out.steps {
                     for task in &step.new_tasks {
@@ -507,9 +631,15 @@ impl State {
                     // Other runs of this node may have been adopted too.
                     self.runs.clear();
                     self.lru.clear();
+                    self.running_ids.clear();
                 }
                 for step in &out.steps {
                     self.runs.remove(&step.run_id);
+                    if let Some(created) = &step.create
+                        && self.running_ids.get(&created.workflow_id) == Some(&created.run_id)
+                    {
+                        self.running_ids.remove(&created.workflow_id);
+                    }
                 }
                 let message = error.to_string();
                 for reply in replies {
@@ -614,19 +744,26 @@ impl State {
         }
     }
 
+    /// Starts a run. `checked_module` is set when the caller already resolved the module
+    /// and found no running run in the store; internal starts (children) look here.
     async fn start(
         &mut self,
         request: StartRequest,
+        checked_module: Option<String>,
         run_number: u32,
         parent: Option<(String, u32)>,
         out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<Started, ServerError> {
-        let module_id = self
-            .store
-            .newest_module(&request.workflow_type)
-            .await?
-            .ok_or_else(|| ServerError::UnknownWorkflowType(request.workflow_type.clone()))?;
+        let checked = checked_module.is_some();
+        let module_id = match checked_module {
+            Some(module_id) => module_id,
+            None => {
+                self.types
+                    .newest_module(self.store.as_ref(), &request.workflow_type)
+                    .await?
+            }
+        };
         // A continued run replaces a running one; anything else must not overlap it.
         if run_number == 1 {
             let pending_in_batch = out.steps.iter().any(|s| {
@@ -635,9 +772,13 @@ impl State {
                     .is_some_and(|r| r.workflow_id == request.workflow_id)
                     && s.close.is_none()
             });
-            let running = match self.store.latest_run(&request.workflow_id).await? {
-                Some(r) if r.status == RunStatus::Running => Some(r.run_id),
-                _ => None,
+            let running = match self.running_ids.get(&request.workflow_id) {
+                Some(run_id) => Some(run_id.clone()),
+                None if checked => None,
+                None => match self.store.latest_run(&request.workflow_id).await? {
+                    Some(r) if r.status == RunStatus::Running => Some(r.run_id),
+                    _ => None,
+                },
             };
             if let Some(run_id) = running {
                 return if request.return_existing {
@@ -707,6 +848,10 @@ impl State {
         };
         self.activate(&mut cached, &mut step, follow_ups)?;
         out.steps.push(step);
+        if cached.record.status == RunStatus::Running {
+            self.running_ids
+                .insert(cached.record.workflow_id.clone(), run_id.clone());
+        }
         self.cache(run_id.clone(), cached);
         Ok(Started {
             run_id,
@@ -803,6 +948,7 @@ impl State {
                     options,
                 } => step.new_tasks.push(NewTask {
                     handle: *handle,
+                    workflow_id: record.workflow_id.clone(),
                     task_queue: options
                         .task_queue
                         .clone()
@@ -899,6 +1045,9 @@ impl State {
         cached.record.status = close.status;
         self.closed_in_batch
             .push(Arc::from(record.workflow_id.as_str()));
+        if self.running_ids.get(&record.workflow_id) == Some(&record.run_id) {
+            self.running_ids.remove(&record.workflow_id);
+        }
         step.close = Some(close);
         let completion = match outcome {
             RunOutcome::ContinuedAsNew(input) => {

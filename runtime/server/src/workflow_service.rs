@@ -127,6 +127,7 @@ impl WorkflowService for WorkflowApi {
             .put_module(workflow_type, &module_id, &bytes, self.clock.now_ms())
             .await
             .map_err(ServerError::from)?;
+        self.executor.module_uploaded(workflow_type, &module_id);
         tracing::info!(workflow_type, module_id = %module_id, "module uploaded");
         Ok(Response::new(proto::UploadModuleResponse { module_id }))
     }
@@ -174,60 +175,59 @@ impl WorkflowService for WorkflowApi {
             ms => u64::from(ms),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        // Subscribe before reading, so a close between the read and the wait is not missed.
-        let mut closed = self.executor.closed();
-        loop {
-            let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
-            // Follow continue-as-new to the run that ends the chain.
-            while run.status == RunStatus::ContinuedAsNew && req.wait {
-                match self
-                    .store
-                    .latest_run(&run.workflow_id)
-                    .await
-                    .map_err(ServerError::from)?
-                {
-                    Some(next) if next.run_id != run.run_id => run = next,
-                    _ => break,
+        let waiters = self.executor.close_waiters();
+        let watch = req.wait.then(|| waiters.watch(&req.workflow_id));
+        let result = async {
+            loop {
+                // Armed before reading, so a close between the read and the wait is not missed.
+                let notified = watch.as_ref().map(|w| w.notified());
+                tokio::pin!(notified);
+                if let Some(n) = notified.as_mut().as_pin_mut() {
+                    n.enable();
                 }
-            }
-            if run.status != RunStatus::Running || !req.wait {
-                return Ok(Response::new(proto::GetWorkflowResultResponse {
-                    run_id: run.run_id,
-                    status: status_to_proto(run.status) as i32,
-                    output: run.output.map(|p| p.0).unwrap_or_default(),
-                    error: run.error.map(|e| proto::ErrorInfo {
-                        kind: e.kind,
-                        message: e.message,
-                        attempts: e.attempts,
-                    }),
-                }));
-            }
-            let workflow_id = run.workflow_id.clone();
-            let this_one = async {
-                loop {
-                    match closed.recv().await {
-                        Ok(id) if *id == *workflow_id => return,
-                        Ok(_) => {}
-                        // Missed some: read the store again.
-                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                            std::future::pending::<()>().await
-                        }
+                let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
+                // Follow continue-as-new to the run that ends the chain.
+                while run.status == RunStatus::ContinuedAsNew && req.wait {
+                    match self
+                        .store
+                        .latest_run(&run.workflow_id)
+                        .await
+                        .map_err(ServerError::from)?
+                    {
+                        Some(next) if next.run_id != run.run_id => run = next,
+                        _ => break,
                     }
                 }
-            };
-            tokio::select! {
-                _ = this_one => {}
-                // The run may be stepped by another node sharing the database.
-                _ = tokio::time::sleep(RESULT_RECHECK) => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Err(Status::deadline_exceeded(format!(
-                        "run {} of `{}` is still running after {wait_ms} ms",
-                        run.run_id, run.workflow_id
-                    )));
+                if run.status != RunStatus::Running || !req.wait {
+                    return Ok(Response::new(proto::GetWorkflowResultResponse {
+                        run_id: run.run_id,
+                        status: status_to_proto(run.status) as i32,
+                        output: run.output.map(|p| p.0).unwrap_or_default(),
+                        error: run.error.map(|e| proto::ErrorInfo {
+                            kind: e.kind,
+                            message: e.message,
+                            attempts: e.attempts,
+                        }),
+                    }));
+                }
+                tokio::select! {
+                    _ = async { if let Some(n) = notified.as_pin_mut() { n.await } } => {}
+                    // The run may be stepped by another node sharing the database.
+                    _ = tokio::time::sleep(RESULT_RECHECK) => {}
+                    _ = tokio::time::sleep_until(deadline) => {
+                        return Err(Status::deadline_exceeded(format!(
+                            "run {} of `{}` is still running after {wait_ms} ms",
+                            run.run_id, run.workflow_id
+                        )));
+                    }
                 }
             }
         }
+        .await;
+        if let Some(watch) = watch {
+            waiters.unwatch(&req.workflow_id, watch);
+        }
+        result
     }
 
     async fn describe_workflow(

@@ -22,8 +22,8 @@ use async_trait::async_trait;
 use weft_history::History;
 
 pub use model::{
-    Batch, attempt_lease_ms, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
-    TaskRecord, TimerRecord,
+    Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
+    TaskRecord, TimerRecord, attempt_lease_ms,
 };
 pub use sql::SqlStore;
 
@@ -33,12 +33,15 @@ pub enum StoreError {
     #[error("workflow `{workflow_id}` already has a running run ({run_id})")]
     AlreadyRunning { workflow_id: String, run_id: String },
     #[error(
-        "history of run {run_id} would not be contiguous: stored up to {stored}, step starts at {first}"
+        "history of run {run_id} ({status}) would not be contiguous: stored up to {stored}, \
+         step starts at {first}; nothing of this batch was written"
     )]
     NotContiguous {
         run_id: String,
         stored: u64,
         first: u64,
+        /// The run's stored status: a closed run takes no more steps.
+        status: String,
     },
     #[error(
         "node {node} does not own run {run_id} any more (its lease ran out and another node \

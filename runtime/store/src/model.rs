@@ -68,6 +68,8 @@ pub struct RunRecord {
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewTask {
     pub handle: u32,
+    /// The run's workflow id (part of the task's idempotency key).
+    pub workflow_id: String,
     pub task_queue: String,
     pub activity_name: String,
     pub input: Payload,

@@ -4,13 +4,76 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::{Mutex, OwnedMutexGuard};
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use tokio::sync::{Mutex, OwnedMutexGuard};
 use weft_history::{ErrorInfo, Event, History, Payload, RunHeader};
 
 use crate::model::*;
 use crate::{Store, StoreError};
+
+/// Rows per multi-row statement: far below both backends' limits on bound parameters.
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// A value bound to a statement built at run time.
+enum Param {
+    Text(String),
+    Int(i64),
+    Blob(Vec<u8>),
+    NullableText(Option<String>),
+    NullableInt(Option<i64>),
+    NullableBlob(Option<Vec<u8>>),
+}
+
+/// SQL text and its parameters, built together so every `$n` gets its value.
+struct Statement {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Statement {
+    fn new(sql: &str) -> Self {
+        Statement {
+            sql: sql.to_owned(),
+            params: Vec::new(),
+        }
+    }
+
+    fn sql(&mut self, text: &str) -> &mut Self {
+        self.sql.push_str(text);
+        self
+    }
+
+    /// `separator` before every item but the first.
+    fn sep(&mut self, index: usize, separator: &str) -> &mut Self {
+        if index > 0 {
+            self.sql.push_str(separator);
+        }
+        self
+    }
+
+    fn param(&mut self, value: Param) -> &mut Self {
+        self.params.push(value);
+        self.sql.push_str(&format!("${}", self.params.len()));
+        self
+    }
+
+    /// Runs it; returns the rows affected.
+    async fn execute(&mut self, tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
+        let mut query = sqlx::query(AssertSqlSafe(std::mem::take(&mut self.sql)));
+        for param in std::mem::take(&mut self.params) {
+            query = match param {
+                Param::Text(v) => query.bind(v),
+                Param::Int(v) => query.bind(v),
+                Param::Blob(v) => query.bind(v),
+                Param::NullableText(v) => query.bind(v),
+                Param::NullableInt(v) => query.bind(v),
+                Param::NullableBlob(v) => query.bind(v),
+            };
+        }
+        Ok(query.execute(&mut **tx).await?.rows_affected())
+    }
+}
 
 /// Which database the pool talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,125 +233,235 @@ impl SqlStore {
         }
     }
 
-    async fn write_step(
+    /// Writes a batch: per step, in order, its run row (created, or fenced and advanced);
+    /// then every step's events, tasks and timers in a few multi-row statements; then the
+    /// rows the steps finished. Statement count grows with runs, not with events.
+    async fn write_batch(tx: &mut Transaction<'_, Any>, batch: &Batch) -> Result<(), StoreError> {
+        let node = batch.node.as_str();
+        for routed in &batch.routed {
+            sqlx::query(
+                "INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES ($1, $2, $3, $4)",
+            )
+            .bind(&routed.owner)
+            .bind(&routed.run_id)
+            .bind(&routed.command)
+            .bind(i(routed.created_at_ms))
+            .execute(&mut **tx)
+            .await?;
+        }
+        if !batch.inbox_done.is_empty() {
+            let mut delete = Statement::new("DELETE FROM inbox WHERE id IN (");
+            for (n, id) in batch.inbox_done.iter().enumerate() {
+                delete.sep(n, ", ").param(Param::Int(*id));
+            }
+            delete.sql(")").execute(tx).await?;
+        }
+        for step in &batch.steps {
+            if let Some(run) = &step.create {
+                Self::insert_run(tx, run, node).await?;
+            }
+            Self::advance_run(tx, node, step).await?;
+        }
+
+        let events: Vec<(&str, &Event)> = batch
+            .steps
+            .iter()
+            .flat_map(|s| s.events.iter().map(move |e| (s.run_id.as_str(), e)))
+            .collect();
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = Statement::new("INSERT INTO events (run_id, seq, event) VALUES ");
+            for (n, (run_id, event)) in chunk.iter().enumerate() {
+                let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
+                insert
+                    .sep(n, ", ")
+                    .sql("(")
+                    .param(Param::Text((*run_id).to_owned()))
+                    .sql(", ")
+                    .param(Param::Int(i(event.seq)))
+                    .sql(", ")
+                    .param(Param::Text(json))
+                    .sql(")");
+            }
+            insert.execute(tx).await?;
+        }
+
+        let tasks: Vec<(&str, &NewTask)> = batch
+            .steps
+            .iter()
+            .flat_map(|s| s.new_tasks.iter().map(move |t| (s.run_id.as_str(), t)))
+            .collect();
+        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+            let mut insert = Statement::new(
+                "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
+                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms) VALUES ",
+            );
+            for (n, (run_id, task)) in chunk.iter().enumerate() {
+                let options =
+                    serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
+                insert
+                    .sep(n, ", ")
+                    .sql("(")
+                    .param(Param::Text(format!("{run_id}/{}", task.handle)))
+                    .sql(", ")
+                    .param(Param::Text((*run_id).to_owned()))
+                    .sql(", ")
+                    .param(Param::Text(task.workflow_id.clone()))
+                    .sql(", ")
+                    .param(Param::Int(i64::from(task.handle)))
+                    .sql(", ")
+                    .param(Param::Text(task.task_queue.clone()))
+                    .sql(", ")
+                    .param(Param::Text(task.activity_name.clone()))
+                    .sql(", ")
+                    .param(Param::Blob(task.input.0.clone()))
+                    .sql(", ")
+                    .param(Param::Text(options))
+                    .sql(", 1, ")
+                    .param(Param::Int(i(task.scheduled_at_ms)))
+                    .sql(", ")
+                    .param(Param::Int(i(task.scheduled_at_ms)))
+                    .sql(", ")
+                    .param(Param::NullableInt(attempt_lease_ms(&task.options).map(i)))
+                    .sql(")");
+            }
+            insert.execute(tx).await?;
+        }
+
+        let timers: Vec<&TimerRecord> = batch.steps.iter().flat_map(|s| &s.new_timers).collect();
+        for chunk in timers.chunks(ROWS_PER_STATEMENT) {
+            let mut insert =
+                Statement::new("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ");
+            for (n, timer) in chunk.iter().enumerate() {
+                insert
+                    .sep(n, ", ")
+                    .sql("(")
+                    .param(Param::Text(timer.run_id.clone()))
+                    .sql(", ")
+                    .param(Param::Int(i64::from(timer.handle)))
+                    .sql(", ")
+                    .param(Param::Int(i(timer.fire_at_ms)))
+                    .sql(")");
+            }
+            insert.execute(tx).await?;
+        }
+
+        // Deletes come after the inserts: a task scheduled and cancelled in one batch goes.
+        let done_tasks: Vec<&String> = batch.steps.iter().flat_map(|s| &s.done_tasks).collect();
+        for chunk in done_tasks.chunks(ROWS_PER_STATEMENT) {
+            let mut delete = Statement::new("DELETE FROM activity_tasks WHERE task_id IN (");
+            for (n, task_id) in chunk.iter().enumerate() {
+                delete.sep(n, ", ").param(Param::Text((*task_id).clone()));
+            }
+            delete.sql(")").execute(tx).await?;
+        }
+        let done_timers: Vec<(&str, u32)> = batch
+            .steps
+            .iter()
+            .flat_map(|s| s.done_timers.iter().map(move |h| (s.run_id.as_str(), *h)))
+            .collect();
+        for chunk in done_timers.chunks(ROWS_PER_STATEMENT) {
+            let mut delete = Statement::new("DELETE FROM timers WHERE ");
+            for (n, (run_id, handle)) in chunk.iter().enumerate() {
+                delete
+                    .sep(n, " OR ")
+                    .sql("(run_id = ")
+                    .param(Param::Text((*run_id).to_owned()))
+                    .sql(" AND handle = ")
+                    .param(Param::Int(i64::from(*handle)))
+                    .sql(")");
+            }
+            delete.execute(tx).await?;
+        }
+        // A closed run keeps no pending work.
+        let closed: Vec<&str> = batch
+            .steps
+            .iter()
+            .filter(|s| s.close.is_some())
+            .map(|s| s.run_id.as_str())
+            .collect();
+        for chunk in closed.chunks(ROWS_PER_STATEMENT) {
+            for table in ["activity_tasks", "timers"] {
+                let mut delete = Statement::new(&format!("DELETE FROM {table} WHERE run_id IN ("));
+                for (n, run_id) in chunk.iter().enumerate() {
+                    delete.sep(n, ", ").param(Param::Text((*run_id).to_owned()));
+                }
+                delete.sql(")").execute(tx).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Advances a run's row past `step` (and closes it), if `node` owns it and its stored
+    /// history ends right before the step's first event: the fence and the contiguity
+    /// check in one statement.
+    async fn advance_run(
         tx: &mut Transaction<'_, Any>,
         node: &str,
         step: &StepWrite,
     ) -> Result<(), StoreError> {
-        if let Some(run) = &step.create {
-            Self::insert_run(tx, run, node).await?;
-        }
-        let stored: Option<i32> =
-            sqlx::query_scalar("SELECT history_length FROM runs WHERE run_id = $1")
-                .bind(&step.run_id)
-                .fetch_optional(&mut **tx)
-                .await?;
-        let stored = u64::from(stored.unwrap_or(0).max(0) as u32);
-        if let Some(first) = step.events.first()
-            && first.seq != stored + 1
-        {
-            return Err(StoreError::NotContiguous {
-                run_id: step.run_id.clone(),
-                stored,
-                first: first.seq,
-            });
-        }
-        for event in &step.events {
-            let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
-            sqlx::query("INSERT INTO events (run_id, seq, event) VALUES ($1, $2, $3)")
-                .bind(&step.run_id)
-                .bind(i(event.seq))
-                .bind(json)
-                .execute(&mut **tx)
-                .await?;
-        }
-        for task in &step.new_tasks {
-            let options =
-                serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
-            sqlx::query(
-                "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, activity_name, \
-                 input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms) \
-                 SELECT $1, $2, workflow_id, $3, $4, $5, $6, $7, 1, $8, $8, $9 FROM runs WHERE run_id = $2",
-            )
-            .bind(format!("{}/{}", step.run_id, task.handle))
-            .bind(&step.run_id)
-            .bind(i64::from(task.handle))
-            .bind(&task.task_queue)
-            .bind(&task.activity_name)
-            .bind(task.input.0.clone())
-            .bind(options)
-            .bind(i(task.scheduled_at_ms))
-            .bind(attempt_lease_ms(&task.options).map(i))
-            .execute(&mut **tx)
-            .await?;
-        }
-        for timer in &step.new_timers {
-            sqlx::query("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ($1, $2, $3)")
-                .bind(&timer.run_id)
-                .bind(i64::from(timer.handle))
-                .bind(i(timer.fire_at_ms))
-                .execute(&mut **tx)
-                .await?;
-        }
-        for task_id in &step.done_tasks {
-            sqlx::query("DELETE FROM activity_tasks WHERE task_id = $1")
-                .bind(task_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        for handle in &step.done_timers {
-            sqlx::query("DELETE FROM timers WHERE run_id = $1 AND handle = $2")
-                .bind(&step.run_id)
-                .bind(i64::from(*handle))
-                .execute(&mut **tx)
-                .await?;
-        }
-        let length = step.events.last().map(|e| e.seq).unwrap_or(stored);
-        // The owner check is the fence: a node whose runs were adopted writes nothing.
-        let updated = match &step.close {
-            None => sqlx::query(
-                "UPDATE runs SET history_length = $2 WHERE run_id = $1 AND owner = $3 AND status = 'running'",
-            )
-            .bind(&step.run_id)
-            .bind(length as i32)
-            .bind(node)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
-            Some(close) => sqlx::query(
-                "UPDATE runs SET history_length = $2, status = $3, output = $4, error_kind = $5, \
-                 error_message = $6, closed_at_ms = $7 WHERE run_id = $1 AND owner = $8 AND status = 'running'",
-            )
-            .bind(&step.run_id)
-            .bind(length as i32)
-            .bind(close.status.as_str())
-            .bind(close.output.as_ref().map(|p| p.0.clone()))
-            .bind(close.error.as_ref().map(|e| e.kind.clone()))
-            .bind(close.error.as_ref().map(|e| e.message.clone()))
-            .bind(i(close.closed_at_ms))
-            .bind(node)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected(),
+        let mut update = Statement::new("UPDATE runs SET history_length = ");
+        match step.events.last() {
+            Some(last) => update.param(Param::Int(i(last.seq))),
+            None => update.sql("history_length"),
         };
-        if updated != 1 {
+        if let Some(close) = &step.close {
+            update
+                .sql(", status = ")
+                .param(Param::Text(close.status.as_str().to_owned()))
+                .sql(", output = ")
+                .param(Param::NullableBlob(
+                    close.output.as_ref().map(|p| p.0.clone()),
+                ))
+                .sql(", error_kind = ")
+                .param(Param::NullableText(
+                    close.error.as_ref().map(|e| e.kind.clone()),
+                ))
+                .sql(", error_message = ")
+                .param(Param::NullableText(
+                    close.error.as_ref().map(|e| e.message.clone()),
+                ))
+                .sql(", closed_at_ms = ")
+                .param(Param::Int(i(close.closed_at_ms)));
+        }
+        update
+            .sql(" WHERE run_id = ")
+            .param(Param::Text(step.run_id.clone()))
+            .sql(" AND owner = ")
+            .param(Param::Text(node.to_owned()))
+            .sql(" AND status = 'running'");
+        if let Some(first) = step.events.first() {
+            update
+                .sql(" AND history_length = ")
+                .param(Param::Int(i(first.seq.saturating_sub(1))));
+        }
+        if update.execute(tx).await? == 1 {
+            return Ok(());
+        }
+        // Say why: another owner, a gap in the history, or a closed run.
+        let row = sqlx::query("SELECT history_length, owner, status FROM runs WHERE run_id = $1")
+            .bind(&step.run_id)
+            .fetch_optional(&mut **tx)
+            .await?;
+        let (stored, owner, status) = match &row {
+            Some(row) => (
+                u(row.try_get::<i32, _>("history_length")?.into()),
+                row.try_get::<Option<String>, _>("owner")?,
+                row.try_get::<String, _>("status")?,
+            ),
+            None => (0, None, String::new()),
+        };
+        if owner.as_deref() != Some(node) {
             return Err(StoreError::NotOwner {
                 run_id: step.run_id.clone(),
                 node: node.to_owned(),
             });
         }
-        if step.close.is_some() {
-            // A closed run keeps no pending work.
-            sqlx::query("DELETE FROM activity_tasks WHERE run_id = $1")
-                .bind(&step.run_id)
-                .execute(&mut **tx)
-                .await?;
-            sqlx::query("DELETE FROM timers WHERE run_id = $1")
-                .bind(&step.run_id)
-                .execute(&mut **tx)
-                .await?;
-        }
-        Ok(())
+        Err(StoreError::NotContiguous {
+            run_id: step.run_id.clone(),
+            stored,
+            first: step.events.first().map_or(stored + 1, |e| e.seq),
+            status,
+        })
     }
 
     async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
@@ -355,41 +528,22 @@ impl Store for SqlStore {
 
     async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
-        for routed in &batch.routed {
-            sqlx::query(
-                "INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&routed.owner)
-            .bind(&routed.run_id)
-            .bind(&routed.command)
-            .bind(i(routed.created_at_ms))
-            .execute(&mut *tx)
-            .await?;
-        }
-        for id in &batch.inbox_done {
-            sqlx::query("DELETE FROM inbox WHERE id = $1")
-                .bind(*id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        for step in &batch.steps {
-            match Self::write_step(&mut tx, &batch.node, step).await {
-                Ok(()) => {}
-                Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
-                    drop(tx);
-                    let running = self
-                        .runs_where("workflow_id = $1 AND status = 'running'", &workflow_id)
-                        .await?;
-                    return Err(StoreError::AlreadyRunning {
-                        workflow_id,
-                        run_id: running
-                            .first()
-                            .map(|r| r.run_id.clone())
-                            .unwrap_or_default(),
-                    });
-                }
-                Err(other) => return Err(other),
+        match Self::write_batch(&mut tx, batch).await {
+            Ok(()) => {}
+            Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
+                drop(tx);
+                let running = self
+                    .runs_where("workflow_id = $1 AND status = 'running'", &workflow_id)
+                    .await?;
+                return Err(StoreError::AlreadyRunning {
+                    workflow_id,
+                    run_id: running
+                        .first()
+                        .map(|r| r.run_id.clone())
+                        .unwrap_or_default(),
+                });
             }
+            Err(other) => return Err(other),
         }
         tx.commit().await?;
         Ok(())

@@ -123,6 +123,7 @@ fn first_step(run_id: &str) -> StepWrite {
         ],
         new_tasks: vec![NewTask {
             handle: 0,
+            workflow_id: "wf".into(),
             task_queue: "q".into(),
             activity_name: "compose".into(),
             input: Payload::from("1"),
