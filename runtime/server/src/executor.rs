@@ -186,38 +186,50 @@ impl TypeCache {
     }
 }
 
-/// Wakes the `GetWorkflowResult` calls waiting for a workflow's run to close: one notifier
-/// per watched workflow id, so a close wakes only its own waiters.
+/// A run that closed, as its waiters are told.
+#[derive(Clone, Debug)]
+pub struct ClosedRun {
+    pub run_id: String,
+    pub close: RunClose,
+}
+
+type CloseWatch = tokio::sync::watch::Sender<Option<Arc<ClosedRun>>>;
+
+/// Tells the `GetWorkflowResult` calls waiting on a workflow id how its run closed: one
+/// channel per watched id, so a close wakes only its own waiters, with the result in hand.
 #[derive(Default)]
 pub struct CloseWaiters {
-    watched: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    watched: std::sync::Mutex<HashMap<String, CloseWatch>>,
 }
 
 impl CloseWaiters {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CloseWatch>> {
         self.watched.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The notifier woken when a run of `workflow_id` closes (durably).
-    pub fn watch(&self, workflow_id: &str) -> Arc<Notify> {
+    /// Receives the next close of a run of `workflow_id` (once it is durable).
+    pub fn watch(&self, workflow_id: &str) -> tokio::sync::watch::Receiver<Option<Arc<ClosedRun>>> {
         self.lock()
             .entry(workflow_id.to_owned())
-            .or_default()
-            .clone()
+            .or_insert_with(|| tokio::sync::watch::channel(None).0)
+            .subscribe()
     }
 
-    /// Stops watching; the entry goes with its last watcher.
-    pub fn unwatch(&self, workflow_id: &str, watch: Arc<Notify>) {
+    /// Forgets `workflow_id` if nobody watches it any more.
+    pub fn unwatch(&self, workflow_id: &str) {
         let mut watched = self.lock();
-        // The map's reference and this one: nobody else waits.
-        if Arc::strong_count(&watch) <= 2 {
+        if watched
+            .get(workflow_id)
+            .is_some_and(|tx| tx.receiver_count() == 0)
+        {
             watched.remove(workflow_id);
         }
     }
 
-    fn closed(&self, workflow_id: &str) {
-        if let Some(notify) = self.lock().remove(workflow_id) {
-            notify.notify_waiters();
+    fn closed(&self, workflow_id: &str, closed: ClosedRun) {
+        if let Some(tx) = self.lock().remove(workflow_id) {
+            // No receivers left is fine.
+            let _ = tx.send(Some(Arc::new(closed)));
         }
     }
 }
@@ -258,7 +270,7 @@ struct State {
     max_cached: usize,
     waiters: Arc<CloseWaiters>,
     /// Workflow ids whose runs close in the batch being built; announced once it commits.
-    closed_in_batch: Vec<Arc<str>>,
+    closed_in_batch: Vec<(String, ClosedRun)>,
     queues: Arc<QueueNotify>,
 }
 
@@ -601,8 +613,8 @@ impl State {
         };
         match committed {
             Ok(()) => {
-                for workflow_id in self.closed_in_batch.drain(..) {
-                    self.waiters.closed(&workflow_id);
+                for (workflow_id, closed) in self.closed_in_batch.drain(..) {
+                    self.waiters.closed(&workflow_id, closed);
                 }
                 for step in &out.steps {
                     for task in &step.new_tasks {
@@ -1043,8 +1055,13 @@ impl State {
             close.status = RunStatus::Cancelled;
         }
         cached.record.status = close.status;
-        self.closed_in_batch
-            .push(Arc::from(record.workflow_id.as_str()));
+        self.closed_in_batch.push((
+            record.workflow_id.clone(),
+            ClosedRun {
+                run_id: record.run_id.clone(),
+                close: close.clone(),
+            },
+        ));
         if self.running_ids.get(&record.workflow_id) == Some(&record.run_id) {
             self.running_ids.remove(&record.workflow_id);
         }

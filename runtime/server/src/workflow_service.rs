@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
-use weft_engine::weft_history::{EventKind, Payload};
+use weft_engine::weft_history::{ErrorInfo, EventKind, Payload};
 use weft_engine::{Clock, Engine, module_sha256};
 use weft_store::{RunFilter, RunRecord, RunStatus, Store};
 
-use crate::executor::{Executor, StartRequest};
+use crate::executor::{ClosedRun, Executor, StartRequest};
 use crate::proto::{self, workflow_service_server::WorkflowService};
 use crate::{MAX_COMPONENT_BYTES, ServerError, check_payload};
 
@@ -28,6 +28,26 @@ fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
         Err(Status::invalid_argument(format!("{field} is required")))
     } else {
         Ok(value)
+    }
+}
+
+/// A run's result as `GetWorkflowResult` answers it.
+fn result_response(
+    run_id: String,
+    status: RunStatus,
+    output: Option<Payload>,
+    error: Option<ErrorInfo>,
+) -> proto::GetWorkflowResultResponse {
+    proto::GetWorkflowResultResponse {
+        run_id,
+        status: status_to_proto(status) as i32,
+        output: output.map(|p| p.0).unwrap_or_default(),
+        // A run's error is stored without an attempt count; say the same either way.
+        error: error.map(|e| proto::ErrorInfo {
+            kind: e.kind,
+            message: e.message,
+            attempts: 0,
+        }),
     }
 }
 
@@ -176,15 +196,10 @@ impl WorkflowService for WorkflowApi {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         let waiters = self.executor.close_waiters();
-        let watch = req.wait.then(|| waiters.watch(&req.workflow_id));
         let result = async {
             loop {
-                // Armed before reading, so a close between the read and the wait is not missed.
-                let notified = watch.as_ref().map(|w| w.notified());
-                tokio::pin!(notified);
-                if let Some(n) = notified.as_mut().as_pin_mut() {
-                    n.enable();
-                }
+                // Watching before reading, so a close between the read and the wait is seen.
+                let mut closes = req.wait.then(|| waiters.watch(&req.workflow_id));
                 let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
                 // Follow continue-as-new to the run that ends the chain.
                 while run.status == RunStatus::ContinuedAsNew && req.wait {
@@ -198,20 +213,21 @@ impl WorkflowService for WorkflowApi {
                         _ => break,
                     }
                 }
-                if run.status != RunStatus::Running || !req.wait {
-                    return Ok(Response::new(proto::GetWorkflowResultResponse {
-                        run_id: run.run_id,
-                        status: status_to_proto(run.status) as i32,
-                        output: run.output.map(|p| p.0).unwrap_or_default(),
-                        error: run.error.map(|e| proto::ErrorInfo {
-                            kind: e.kind,
-                            message: e.message,
-                            attempts: e.attempts,
-                        }),
-                    }));
-                }
+                let Some(closes) = closes.as_mut().filter(|_| run.status == RunStatus::Running)
+                else {
+                    return Ok(result_response(run.run_id, run.status, run.output, run.error));
+                };
                 tokio::select! {
-                    _ = async { if let Some(n) = notified.as_pin_mut() { n.await } } => {}
+                    changed = closes.changed() => {
+                        let closed = changed.ok().and_then(|()| closes.borrow().clone());
+                        if let Some(closed) = closed
+                            && closed.run_id == run.run_id
+                            && closed.close.status != RunStatus::ContinuedAsNew
+                        {
+                            let ClosedRun { run_id, close } = (*closed).clone();
+                            return Ok(result_response(run_id, close.status, close.output, close.error));
+                        }
+                    }
                     // The run may be stepped by another node sharing the database.
                     _ = tokio::time::sleep(RESULT_RECHECK) => {}
                     _ = tokio::time::sleep_until(deadline) => {
@@ -224,10 +240,10 @@ impl WorkflowService for WorkflowApi {
             }
         }
         .await;
-        if let Some(watch) = watch {
-            waiters.unwatch(&req.workflow_id, watch);
+        if req.wait {
+            waiters.unwatch(&req.workflow_id);
         }
-        result
+        result.map(Response::new)
     }
 
     async fn describe_workflow(
