@@ -1,4 +1,5 @@
-//! The client commands: upload, start, result, describe, list, history, signal.
+//! The client commands: upload, start, result, describe, list, history, signal, cancel,
+//! terminate. Each prints a readable line, or one JSON document with `--json`.
 
 use std::path::PathBuf;
 
@@ -28,6 +29,8 @@ pub enum ClientCommand {
         #[arg(long = "type")]
         workflow_type: String,
         file: PathBuf,
+        #[arg(long)]
+        json: bool,
     },
     /// Start a workflow run.
     Start {
@@ -61,10 +64,18 @@ pub enum ClientCommand {
     },
     /// List runs, newest first.
     List {
-        #[arg(long)]
+        #[arg(long = "type")]
         workflow_type: Option<String>,
+        /// running, completed, failed, continued_as_new, terminated or cancelled.
+        #[arg(long)]
+        status: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
+        /// Where the previous page ended (printed after a full page).
+        #[arg(long)]
+        page_token: Option<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// Print a run's history (`--json`: the format `weft replay` reads).
     History {
@@ -86,6 +97,8 @@ pub enum ClientCommand {
         workflow_id: String,
         #[arg(long, default_value = "terminated from the command line")]
         reason: String,
+        #[arg(long)]
+        json: bool,
     },
     /// Send a signal to a running workflow.
     Signal {
@@ -93,6 +106,8 @@ pub enum ClientCommand {
         name: String,
         #[arg(long, default_value = "null")]
         payload: String,
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,6 +117,16 @@ impl Server {
         self.server.clone()
     }
 }
+
+/// Every status a run can have.
+const STATUSES: [RunStatus; 6] = [
+    RunStatus::Running,
+    RunStatus::Completed,
+    RunStatus::Failed,
+    RunStatus::ContinuedAsNew,
+    RunStatus::Terminated,
+    RunStatus::Cancelled,
+];
 
 fn status_name(status: i32) -> &'static str {
     match RunStatus::try_from(status) {
@@ -158,7 +183,12 @@ async fn result(
     } else {
         println!("{output}");
     }
-    Ok(if r.status == RunStatus::Failed as i32 {
+    let unsuccessful = [
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+        RunStatus::Terminated,
+    ];
+    Ok(if unsuccessful.iter().any(|s| *s as i32 == r.status) {
         exit::RUN_FAILED
     } else {
         0
@@ -180,16 +210,24 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
         ClientCommand::Upload {
             workflow_type,
             file,
+            json,
         } => {
             let component = crate::read_file(&file, "component")?;
             let r = client
                 .upload_module(proto::UploadModuleRequest {
-                    workflow_type,
+                    workflow_type: workflow_type.clone(),
                     component,
                 })
                 .await?
                 .into_inner();
-            println!("{}", r.module_id);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_type": workflow_type, "module_id": r.module_id})
+                );
+            } else {
+                println!("{}", r.module_id);
+            }
         }
         ClientCommand::Start {
             workflow_type,
@@ -213,7 +251,14 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
             if wait {
                 return result(&mut client, workflow_id, true, json).await;
             }
-            println!("{}", r.run_id);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": workflow_id, "run_id": r.run_id})
+                );
+            } else {
+                println!("{}", r.run_id);
+            }
         }
         ClientCommand::Result {
             workflow_id,
@@ -252,25 +297,59 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
         }
         ClientCommand::List {
             workflow_type,
+            status,
             limit,
+            page_token,
+            json,
         } => {
+            let status = match status.as_deref() {
+                None => RunStatus::Unspecified,
+                Some(name) => STATUSES
+                    .iter()
+                    .find(|s| status_name(**s as i32) == name)
+                    .copied()
+                    .with_context(|| {
+                        format!(
+                            "--status `{name}` is not one of: {}",
+                            STATUSES.map(|s| status_name(s as i32)).join(", ")
+                        )
+                    })?,
+            };
             let r = client
                 .list_workflows(proto::ListWorkflowsRequest {
-                    status: 0,
+                    status: status as i32,
                     workflow_type: workflow_type.unwrap_or_default(),
                     page_size: limit,
-                    page_token: String::new(),
+                    page_token: page_token.unwrap_or_default(),
                 })
                 .await?
                 .into_inner();
-            for run in r.runs {
+            if json {
+                let runs: Vec<_> = r
+                    .runs
+                    .iter()
+                    .map(|run| {
+                        serde_json::json!({"workflow_id": run.workflow_id, "run_id": run.run_id,
+                            "type": run.workflow_type, "status": status_name(run.status)})
+                    })
+                    .collect();
                 println!(
-                    "{}\t{}\t{}\t{}",
-                    run.workflow_id,
-                    run.run_id,
-                    run.workflow_type,
-                    status_name(run.status)
+                    "{}",
+                    serde_json::json!({"runs": runs, "next_page_token": r.next_page_token})
                 );
+            } else {
+                for run in &r.runs {
+                    println!(
+                        "{}\t{}\t{}\t{}",
+                        run.workflow_id,
+                        run.run_id,
+                        run.workflow_type,
+                        status_name(run.status)
+                    );
+                }
+                if !r.next_page_token.is_empty() {
+                    println!("(more: --page-token {})", r.next_page_token);
+                }
             }
         }
         ClientCommand::History { workflow_id, json } => {
@@ -323,27 +402,45 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
         ClientCommand::Terminate {
             workflow_id,
             reason,
+            json,
         } => {
             client
                 .terminate_workflow(proto::TerminateWorkflowRequest {
-                    workflow_id,
+                    workflow_id: workflow_id.clone(),
                     reason,
                 })
                 .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": workflow_id, "terminated": true})
+                );
+            } else {
+                println!("terminated {workflow_id}");
+            }
         }
         ClientCommand::Signal {
             workflow_id,
             name,
             payload,
+            json,
         } => {
             let payload = json_arg("--payload", &payload)?;
             client
                 .signal_workflow(proto::SignalWorkflowRequest {
-                    workflow_id,
-                    signal_name: name,
+                    workflow_id: workflow_id.clone(),
+                    signal_name: name.clone(),
                     payload,
                 })
                 .await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"workflow_id": workflow_id, "signal": name, "sent": true})
+                );
+            } else {
+                println!("sent `{name}` to {workflow_id}");
+            }
         }
     }
     Ok(0)

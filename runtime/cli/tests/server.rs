@@ -883,6 +883,31 @@ async fn cancel_lets_the_workflow_clean_up_and_cancels_its_children() {
         error.message,
         "cancelled; cleanup: cleaned up work; timer: cancelled; child: cancelled"
     );
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "--server",
+            &server.url,
+            "list",
+            "--status",
+            "cancelled",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let ids: Vec<&str> = listed["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["workflow_id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"job"), "{listed}");
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", &server.url, "list", "--status", "canceled"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not one of"));
     // The child was cancelled with its parent and cleaned up too.
     let child = wait_result(&mut client, "job/2").await;
     assert_eq!(child.status, RunStatus::Cancelled as i32, "{child:?}");
