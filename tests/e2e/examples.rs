@@ -102,7 +102,7 @@ fn hello_activity_greets_the_world() {
 }
 
 #[test]
-fn ml_pipeline_routes_each_ticket_through_three_queues() {
+fn ml_pipeline_normalizes_on_cpu_and_classifies_on_the_inference_queue() {
     let input = j!({
         "tickets": ["  My Card was CHARGED twice ", "app crashes on login"],
         "labels": [{"name": "billing", "description": "payments"}, {"name": "bugs", "description": "defects"}]
@@ -122,29 +122,19 @@ fn ml_pipeline_routes_each_ticket_through_three_queues() {
                 "bugs"
             };
             Ok(j!({"label": label, "score": 0.9}))
-        })
-        .activity(
-            "build_routing_table",
-            |input: Value| -> Result<Value, ErrorInfo> {
-                let tickets = input["tickets"].as_array().cloned().unwrap_or_default();
-                let labels = input["classifications"]
-                    .as_array()
-                    .cloned()
-                    .unwrap_or_default();
-                Ok(tickets
-                    .iter()
-                    .zip(labels)
-                    .map(|(t, c)| j!({"ticket": t, "queue": c["label"]}))
-                    .collect())
-            },
-        );
+        });
     });
     assert_eq!(
         out,
-        j!([
-            {"ticket": "my card was charged twice", "queue": "billing"},
-            {"ticket": "app crashes on login", "queue": "bugs"}
-        ])
+        j!({
+            "routes": [
+                {"ticket": 0, "text": "my card was charged twice", "label": "billing",
+                 "score": 0.9, "decided_by": "model"},
+                {"ticket": 1, "text": "app crashes on login", "label": "bugs",
+                 "score": 0.9, "decided_by": "model"}
+            ],
+            "queues": {"billing": [0], "bugs": [1]}
+        })
     );
     let queues: Vec<Option<String>> = report
         .history()
@@ -157,7 +147,7 @@ fn ml_pipeline_routes_each_ticket_through_three_queues() {
         .collect();
     let cpu = Some("cpu".to_string());
     let inference = Some("inference".to_string());
-    assert_eq!(queues, [cpu.clone(), inference.clone(), inference, cpu]);
+    assert_eq!(queues, [cpu, inference.clone(), inference]);
     let retry = report.history().events.iter().find_map(|e| match &e.kind {
         EventKind::ActivityScheduled { name, options, .. } if name == "classify" => {
             options.retry.clone()

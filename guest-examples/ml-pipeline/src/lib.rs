@@ -1,10 +1,18 @@
-//! Support-ticket triage: normalise the texts (CPU), classify each one (inference, fanned out,
-//! with retries), then build the routing table (CPU). Each stage runs on its own task queue.
+//! Support-ticket triage on the inference worker (`weft-inference`):
+//! 1. normalise the texts (a CPU activity, queue `cpu`);
+//! 2. classify every ticket into a queue with `classify` (queue `inference`, fanned out, so
+//!    the worker's dynamic batching merges them into few forward passes; retried if the
+//!    worker dies);
+//! 3. escalate the tickets classified with low confidence: wait for `review` signals
+//!    (`{"ticket": i, "label": "..."}`) until all are reviewed or the review window closes;
+//!    unreviewed ones go to `needs-human`;
+//! 4. return the routing table.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use weft_sdk::{Ctx, RetryPolicy, WorkflowResult};
+use weft_sdk::{Ctx, Either, RetryPolicy, WorkflowResult};
 
 #[derive(Deserialize, Serialize, Clone)]
 struct Label {
@@ -12,10 +20,32 @@ struct Label {
     description: String,
 }
 
+fn default_min_confidence() -> f32 {
+    0.3
+}
+
+fn default_review_ms() -> u64 {
+    3_600_000
+}
+
+fn default_classify_timeout_ms() -> u64 {
+    30_000
+}
+
 #[derive(Deserialize)]
 struct Input {
     tickets: Vec<String>,
     labels: Vec<Label>,
+    /// Tickets whose best score is below this wait for a human.
+    #[serde(default = "default_min_confidence")]
+    min_confidence: f32,
+    /// How long the review window stays open.
+    #[serde(default = "default_review_ms")]
+    review_timeout_ms: u64,
+    /// Start-to-close timeout of one `classify` attempt: how soon the attempt of a worker
+    /// that died is given to another.
+    #[serde(default = "default_classify_timeout_ms")]
+    classify_timeout_ms: u64,
 }
 
 #[derive(Serialize)]
@@ -24,19 +54,36 @@ struct ClassifyInput<'a> {
     labels: &'a [Label],
 }
 
-#[derive(Deserialize, Serialize)]
+#[derive(Deserialize)]
 struct Classification {
     label: String,
     score: f32,
 }
 
-#[derive(Serialize)]
-struct RouteInput<'a> {
-    tickets: &'a [String],
-    classifications: &'a [Classification],
+#[derive(Deserialize)]
+struct Review {
+    ticket: usize,
+    label: String,
 }
 
-fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::Value> {
+#[derive(Serialize)]
+struct Route {
+    ticket: usize,
+    text: String,
+    label: String,
+    score: f32,
+    /// "model", "human" or "timeout".
+    decided_by: &'static str,
+}
+
+#[derive(Serialize)]
+struct RoutingTable {
+    routes: Vec<Route>,
+    /// Label -> ticket indices.
+    queues: BTreeMap<String, Vec<usize>>,
+}
+
+fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<RoutingTable> {
     let normalized: Vec<String> = ctx
         .activity("normalize", &input.tickets)
         .task_queue("cpu")
@@ -46,7 +93,7 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::
     let retry = RetryPolicy {
         initial_interval: Duration::from_millis(200),
         maximum_attempts: 5,
-        non_retryable_errors: vec!["InvalidInput".into()],
+        non_retryable_errors: vec!["InvalidInput".into(), "TooManyItems".into()],
         ..RetryPolicy::default()
     };
     let pending = normalized
@@ -60,7 +107,7 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::
                 },
             )
             .task_queue("inference")
-            .start_to_close(Duration::from_secs(60))
+            .start_to_close(Duration::from_millis(input.classify_timeout_ms))
             .retry(retry.clone())
             .start()
         })
@@ -69,19 +116,66 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<weft_sdk::serde_json::
         .join_all(pending)
         .into_iter()
         .collect::<Result<Vec<_>, _>>()?;
-    weft_sdk::info!("classified {} tickets", classifications.len());
 
-    let table = ctx
-        .activity(
-            "build_routing_table",
-            &RouteInput {
-                tickets: &normalized,
-                classifications: &classifications,
-            },
-        )
-        .task_queue("cpu")
-        .call()?;
-    Ok(table)
+    let mut routes: Vec<Route> = normalized
+        .into_iter()
+        .zip(classifications)
+        .enumerate()
+        .map(|(ticket, (text, c))| Route {
+            ticket,
+            text,
+            decided_by: "model",
+            label: c.label,
+            score: c.score,
+        })
+        .collect();
+    let mut unsure: Vec<usize> = routes
+        .iter()
+        .filter(|r| r.score < input.min_confidence)
+        .map(|r| r.ticket)
+        .collect();
+    weft_sdk::info!(
+        "classified {} tickets; {} below {} wait for review",
+        routes.len(),
+        unsure.len(),
+        input.min_confidence
+    );
+
+    if !unsure.is_empty() {
+        let mut window = Some(ctx.timer(Duration::from_millis(input.review_timeout_ms)));
+        while !unsure.is_empty() {
+            let Some(open) = window.take() else { break };
+            match ctx.select2(ctx.signal::<Review>("review"), open) {
+                Either::Left((review, still_open)) => {
+                    window = Some(still_open);
+                    let Ok(review) = review else { continue };
+                    if let Some(pos) = unsure.iter().position(|t| *t == review.ticket) {
+                        unsure.remove(pos);
+                        let route = &mut routes[review.ticket];
+                        route.label = review.label;
+                        route.decided_by = "human";
+                    }
+                }
+                Either::Right((_, review)) => {
+                    review.cancel();
+                    for ticket in unsure.drain(..) {
+                        routes[ticket].label = "needs-human".into();
+                        routes[ticket].decided_by = "timeout";
+                    }
+                }
+            }
+        }
+        // Every review arrived before the window closed.
+        if let Some(open) = window {
+            open.cancel();
+        }
+    }
+
+    let mut queues: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for r in &routes {
+        queues.entry(r.label.clone()).or_default().push(r.ticket);
+    }
+    Ok(RoutingTable { routes, queues })
 }
 
 weft_sdk::workflow!(ml_pipeline);

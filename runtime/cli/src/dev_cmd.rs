@@ -1,5 +1,5 @@
 //! `weft dev`: a server on embedded SQLite, the example workflows uploaded, and the example
-//! activity workers, in one process.
+//! activity workers, in one process; with the model files present, the inference worker too.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -80,21 +80,49 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
         });
         let mut default = Worker::connect(&url).await?;
         default.activity("square", |_: ActivityContext, i: u64| async move { Ok::<_, ActivityError>(i * i) });
+        let mut cpu = Worker::connect(&url).await?;
+        weft_inference::register_cpu(&mut cpu);
+        // The inference worker, when the model is there (runtime/inference/fetch-model.sh).
+        let model_dir = weft_inference::default_model_dir();
+        let inference = match weft_inference::Embedder::load(&model_dir) {
+            Ok(model) => {
+                let batcher = weft_inference::Batcher::spawn(std::sync::Arc::new(model), weft_inference::BatchConfig::default());
+                let mut inference = Worker::connect(&url).await?;
+                weft_inference::register(&mut inference, &batcher);
+                eprintln!("inference worker: all-MiniLM-L6-v2 from {} on `inference`", model_dir.display());
+                Some(inference)
+            }
+            Err(e) => {
+                eprintln!("inference worker off: {e}");
+                None
+            }
+        };
         eprintln!(
-            "weft dev: server on {url} ({}), workers on `hello-activity-task-queue` and `default`.\n\
+            "weft dev: server on {url} ({}), workers on `hello-activity-task-queue`, `default`, `cpu`{}.\n\
              try: weft start --type GreetingWorkflow --id hello-1 --input '\"World\"' --wait",
-            args.database
+            args.database,
+            if inference.is_some() { ", `inference`" } else { "" }
         );
         let stop = || async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        let (a, b, s) = tokio::join!(
+        let inference = async {
+            match &inference {
+                Some(w) => w.run("inference", 64, stop()).await,
+                None => Ok(()),
+            }
+        };
+        let (a, b, c, d, s) = tokio::join!(
             hello.run("hello-activity-task-queue", 16, stop()),
             default.run("default", 16, stop()),
+            cpu.run("cpu", 16, stop()),
+            inference,
             server
         );
         a?;
         b?;
+        c?;
+        d?;
         s??;
         Ok(0)
     })

@@ -1,0 +1,107 @@
+//! `weft-inference`: the inference worker. Loads the model, then polls its task queue.
+//!
+//! `weft-inference [--server URL] [--queue inference] [--model-dir DIR] [--max-batch 32]
+//! [--max-wait-ms 5] [--concurrency 64]`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use weft_inference::{BatchConfig, Batcher, Embedder, default_model_dir};
+
+#[derive(Parser)]
+#[command(about = "Serves sentence embeddings (all-MiniLM-L6-v2) as weft activities")]
+struct Args {
+    /// The weft server.
+    #[arg(long, env = "WEFT_SERVER", default_value = "http://127.0.0.1:7233")]
+    server: String,
+    /// The task queue to poll.
+    #[arg(long, default_value = "inference")]
+    queue: String,
+    /// Also serve `normalize` on this queue (empty: do not).
+    #[arg(long, default_value = "cpu")]
+    cpu_queue: String,
+    /// Directory with config.json, tokenizer.json, model.safetensors
+    /// [default: $WEFT_MODEL_DIR or ~/.cache/weft/models/all-MiniLM-L6-v2].
+    #[arg(long)]
+    model_dir: Option<PathBuf>,
+    /// Most texts in one forward pass.
+    #[arg(long, default_value_t = 32)]
+    max_batch: usize,
+    /// Longest a request waits for others to share its forward pass.
+    #[arg(long, default_value_t = 5)]
+    max_wait_ms: u64,
+    /// Activities run at once (they queue for the model).
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds a shutdown waits for running activities before handing them back.
+    #[arg(long, default_value_t = 10)]
+    drain_timeout_s: u64,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("weft-inference: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft-inference: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
+    let started = Instant::now();
+    let embedder = Arc::new(Embedder::load(&dir)?);
+    tracing::info!(model_dir = %dir.display(), load_ms = started.elapsed().as_millis() as u64,
+        "model loaded");
+    let batcher = Batcher::spawn(
+        embedder,
+        BatchConfig {
+            max_batch: args.max_batch,
+            max_wait: Duration::from_millis(args.max_wait_ms),
+        },
+    );
+    let mut worker = weft_worker::Worker::connect(&args.server).await?;
+    worker.drain_timeout(Duration::from_secs(args.drain_timeout_s));
+    weft_inference::register(&mut worker, &batcher);
+    // Tests and supervisors wait for this line: polling starts only now.
+    eprintln!(
+        "weft-inference ready: polling `{}` on {} (max batch {}, max wait {} ms)",
+        args.queue, args.server, args.max_batch, args.max_wait_ms
+    );
+    let stop = || async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let cpu = async {
+        if args.cpu_queue.is_empty() {
+            return Ok(());
+        }
+        let mut cpu = weft_worker::Worker::connect(&args.server).await?;
+        weft_inference::register_cpu(&mut cpu);
+        cpu.run(&args.cpu_queue, args.concurrency, stop()).await
+    };
+    let (inference, cpu) = tokio::join!(worker.run(&args.queue, args.concurrency, stop()), cpu);
+    inference?;
+    cpu?;
+    let stats = batcher.stats();
+    tracing::info!(batches = stats.batches, texts = stats.texts, "stopped");
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! The ML pipeline example end to end: a real server (in this process, real gRPC over
+//! loopback, a SQLite file), the real `weft-inference` worker process, the triage workflow.
+//! The worker is killed with SIGKILL in the middle of a run; a new one finishes it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use weft_proto::workflow_service_client::WorkflowServiceClient;
+use weft_proto::{self as proto, RunStatus};
+
+type Client = WorkflowServiceClient<tonic::transport::Channel>;
+
+/// A `weft-inference` process, killed when dropped.
+struct InferenceWorker(Child);
+
+impl InferenceWorker {
+    /// Starts one and waits until it says it polls (the model is loaded by then).
+    fn start(url: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_weft-inference"))
+            .args(["--server", url, "--max-batch", "16", "--max-wait-ms", "20"])
+            .args(["--concurrency", "16"])
+            .args(["--drain-timeout-s", "0"])
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("weft-inference starts");
+        let stderr = child.stderr.take().expect("piped");
+        let mut lines = BufReader::new(stderr).lines();
+        loop {
+            match lines.next() {
+                Some(Ok(line)) if line.contains("weft-inference ready") => break,
+                Some(Ok(_)) => {}
+                other => {
+                    let _ = child.kill();
+                    panic!("weft-inference stopped before it was ready: {other:?}");
+                }
+            }
+        }
+        // Keep draining its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        InferenceWorker(child)
+    }
+
+    fn kill(mut self) {
+        self.0.kill().expect("SIGKILL");
+        self.0.wait().expect("reaped");
+    }
+}
+
+impl Drop for InferenceWorker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn server() -> (tempfile::TempDir, String, Client) {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let config = weft_server::ServerConfig {
+        database: format!("sqlite:{}", dir.path().join("weft.db").display()),
+        ..Default::default()
+    };
+    tokio::spawn(weft_server::serve(config, listener, std::future::pending()));
+    let mut client = loop {
+        match WorkflowServiceClient::connect(url.clone()).await {
+            Ok(c) => break c,
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    };
+    client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: "MlPipeline".into(),
+            component: std::fs::read(weft_tests::ML_PIPELINE).unwrap(),
+        })
+        .await
+        .unwrap();
+    (dir, url, client)
+}
+
+fn labels() -> Value {
+    json!([
+        {"name": "billing", "description": "payments, invoices, refunds and charges"},
+        {"name": "account", "description": "login, password and account access"},
+        {"name": "shipping", "description": "delivery, parcels and tracking"}
+    ])
+}
+
+const TICKETS: [(&str, &str); 3] = [
+    (
+        "I was charged twice on my credit card,   please refund me",
+        "billing",
+    ),
+    (
+        "I can't log in, my password reset email never arrives",
+        "account",
+    ),
+    (
+        "Where is my parcel?\tThe tracking number shows nothing",
+        "shipping",
+    ),
+];
+
+async fn start(client: &mut Client, id: &str, input: Value) {
+    client
+        .start_workflow(proto::StartWorkflowRequest {
+            workflow_type: "MlPipeline".into(),
+            workflow_id: id.into(),
+            input: input.to_string().into_bytes(),
+            task_queue: String::new(),
+            return_existing: false,
+        })
+        .await
+        .unwrap();
+}
+
+async fn result(client: &mut Client, id: &str) -> Value {
+    let r = client
+        .get_workflow_result(proto::GetWorkflowResultRequest {
+            workflow_id: id.into(),
+            run_id: String::new(),
+            wait: true,
+            wait_timeout_ms: 120_000,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.status, RunStatus::Completed as i32, "{id}: {:?}", r.error);
+    serde_json::from_slice(&r.output).unwrap()
+}
+
+async fn history(client: &mut Client, id: &str) -> weft_history::History {
+    let json = client
+        .get_history(proto::GetHistoryRequest {
+            workflow_id: id.into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .history_json;
+    weft_history::History::from_json(json.as_bytes()).unwrap()
+}
+
+fn count(h: &weft_history::History, kind: &str) -> usize {
+    h.events.iter().filter(|e| e.kind.name() == kind).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tickets_are_triaged_by_the_model_and_low_confidence_ones_wait_for_review() {
+    let (_dir, url, mut client) = server().await;
+    let _worker = InferenceWorker::start(&url);
+    let tickets: Vec<&str> = TICKETS.iter().map(|(t, _)| *t).collect();
+    start(
+        &mut client,
+        "triage",
+        json!({"tickets": tickets, "labels": labels(), "min_confidence": 0.0}),
+    )
+    .await;
+    let table = result(&mut client, "triage").await;
+    for (i, (_, expected)) in TICKETS.iter().enumerate() {
+        assert_eq!(table["routes"][i]["label"], *expected, "{table}");
+        assert_eq!(table["routes"][i]["decided_by"], "model");
+    }
+    assert_eq!(
+        table["routes"][0]["text"], "I was charged twice on my credit card, please refund me",
+        "normalized on the cpu queue"
+    );
+    assert_eq!(table["queues"]["billing"], json!([0]));
+
+    // Nothing is confident enough: ticket 1 is reviewed by a human, the others time out.
+    start(
+        &mut client,
+        "review",
+        json!({"tickets": tickets, "labels": labels(), "min_confidence": 1.5, "review_timeout_ms": 3000}),
+    )
+    .await;
+    // The review window opens once every ticket is classified.
+    for _ in 0..600 {
+        if count(&history(&mut client, "review").await, "SignalAwaited") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    client
+        .signal_workflow(proto::SignalWorkflowRequest {
+            workflow_id: "review".into(),
+            signal_name: "review".into(),
+            payload: br#"{"ticket": 1, "label": "vip"}"#.to_vec(),
+        })
+        .await
+        .unwrap();
+    let table = result(&mut client, "review").await;
+    let decided: Vec<(&str, &str)> = table["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["label"].as_str().unwrap(),
+                r["decided_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        decided,
+        [
+            ("needs-human", "timeout"),
+            ("vip", "human"),
+            ("needs-human", "timeout")
+        ]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_worker_killed_mid_batch_loses_its_attempts_to_the_timeout_and_the_run_completes() {
+    let (_dir, url, mut client) = server().await;
+    let worker = InferenceWorker::start(&url);
+    let tickets: Vec<String> = (0..48)
+        .map(|i| {
+            let (text, _) = TICKETS[i % 3];
+            format!("{text} (ticket {i})")
+        })
+        .collect();
+    start(
+        &mut client,
+        "big",
+        json!({"tickets": tickets, "labels": labels(), "min_confidence": 0.0, "classify_timeout_ms": 4000}),
+    )
+    .await;
+    // Kill the worker once some classifications are in and others are not.
+    let mut killed_after = 0;
+    for _ in 0..3000 {
+        let done = count(&history(&mut client, "big").await, "ActivityCompleted");
+        // The first completion is `normalize`.
+        if done > 1 {
+            killed_after = done - 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(killed_after > 0, "no classification came in");
+    worker.kill();
+    let partial = history(&mut client, "big").await;
+    let classified_when_killed = count(&partial, "ActivityCompleted") - 1;
+    assert!(
+        classified_when_killed < 48,
+        "the kill came too late to test anything ({classified_when_killed} done)"
+    );
+    let _second = InferenceWorker::start(&url);
+    let table = result(&mut client, "big").await;
+    for (i, route) in table["routes"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(route["label"], TICKETS[i % 3].1, "ticket {i}: {route}");
+    }
+    // Exactly one completion per activity, none lost or duplicated, and the history replays.
+    let h = history(&mut client, "big").await;
+    h.check().unwrap();
+    assert_eq!(count(&h, "ActivityScheduled"), 49);
+    assert_eq!(count(&h, "ActivityCompleted"), 49);
+}
