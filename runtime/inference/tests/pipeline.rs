@@ -261,3 +261,66 @@ async fn a_worker_killed_mid_batch_loses_its_attempts_to_the_timeout_and_the_run
     assert_eq!(count(&h, "ActivityScheduled"), 49);
     assert_eq!(count(&h, "ActivityCompleted"), 49);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_embedding_job_resumes_from_its_last_heartbeat_after_the_worker_dies() {
+    let (dir, url, mut client) = server().await;
+    client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: "EdgeCases".into(),
+            component: std::fs::read(weft_tests::EDGE_CASES).unwrap(),
+        })
+        .await
+        .unwrap();
+    let worker = InferenceWorker::start(&url);
+    let output = dir.path().join("vectors.jsonl");
+    let texts: Vec<String> = (0..480).map(|i| format!("document number {i}")).collect();
+    let input = json!({
+        "mode": "call", "name": "embed_corpus", "queue": "inference", "heartbeat_timeout_ms": 1500,
+        "input": {"texts": texts, "output": output, "chunk": 32}
+    });
+    client
+        .start_workflow(proto::StartWorkflowRequest {
+            workflow_type: "EdgeCases".into(),
+            workflow_id: "corpus".into(),
+            input: input.to_string().into_bytes(),
+            task_queue: String::new(),
+            return_existing: false,
+        })
+        .await
+        .unwrap();
+    // Let a few chunks be written and reported, then kill the worker.
+    for _ in 0..3000 {
+        let lines = std::fs::read_to_string(&output).map_or(0, |t| t.lines().count());
+        if lines >= 96 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    worker.kill();
+    let lines_at_kill = std::fs::read_to_string(&output).unwrap().lines().count();
+    assert!(lines_at_kill < 480, "killed too late ({lines_at_kill} lines)");
+    let _second = InferenceWorker::start(&url);
+    let out = result(&mut client, "corpus").await;
+    assert_eq!(out["count"], 480);
+    let resumed_from = out["resumed_from"].as_u64().unwrap();
+    assert!(resumed_from >= 64, "the retry started over: {out}");
+    assert_eq!(resumed_from % 32, 0, "resumed at a chunk boundary: {out}");
+    let lines: Vec<Vec<f32>> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 480, "one vector per text, none twice");
+    // The vectors written before and after the kill are those of their own texts.
+    let model = weft_inference::Embedder::load(&weft_inference::default_model_dir()).unwrap();
+    for i in [0, resumed_from as usize - 1, resumed_from as usize, 479] {
+        let direct = model.embed(std::slice::from_ref(&texts[i])).unwrap();
+        let worst = direct.vectors[0]
+            .iter()
+            .zip(&lines[i])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(worst < 1e-5, "text {i} differs by {worst}");
+    }
+}
