@@ -1,7 +1,8 @@
 //! `weft-inference`: the inference worker. Loads the model, then polls its task queue.
 //!
 //! `weft-inference [--server URL] [--queue inference] [--model-dir DIR] [--max-batch 32]
-//! [--max-wait-ms 5] [--concurrency 64]`.
+//! [--max-wait-ms 5] [--concurrency 64]`; `weft-inference bench` compares throughput through
+//! weft with the model called directly.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+
+mod bench;
 use weft_inference::{BatchConfig, Batcher, Embedder, default_model_dir};
 
 #[derive(Parser)]
@@ -39,6 +42,15 @@ struct Args {
     /// Seconds a shutdown waits for running activities before handing them back.
     #[arg(long, default_value_t = 10)]
     drain_timeout_s: u64,
+    #[command(subcommand)]
+    command: Option<Sub>,
+}
+
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Embeddings/s through weft against the model called directly, per batch setting
+    /// (needs a running `weft server`).
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -72,6 +84,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let embedder = Arc::new(Embedder::load(&dir)?);
     tracing::info!(model_dir = %dir.display(), load_ms = started.elapsed().as_millis() as u64,
         "model loaded");
+    if let Some(Sub::Bench(bench_args)) = args.command {
+        return bench::bench(&args.server, embedder, bench_args).await;
+    }
     let batcher = Batcher::spawn(
         embedder,
         BatchConfig {
