@@ -256,6 +256,26 @@ async fn history(
     weft_history::History::from_json(json.as_bytes()).expect("a valid history")
 }
 
+/// Writes `h` to `dir` and replays it with `weft replay` on `module`: it must replay clean.
+/// Returns what `weft replay` printed.
+fn replays_clean(dir: &std::path::Path, h: &weft_history::History, module: &str) -> String {
+    let path = dir.join(format!("{}.json", h.header.run_id));
+    std::fs::write(&path, h.to_json_pretty()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args([
+            "replay",
+            "--history",
+            path.to_str().unwrap(),
+            "--module",
+            module,
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    stdout
+}
+
 async fn hello_end_to_end(database: &str) {
     let server = ServerProcess::start(database, free_port()).await;
     let mut client = server.client().await;
@@ -270,29 +290,10 @@ async fn hello_end_to_end(database: &str) {
     );
     // The history the server exports replays clean offline.
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("greet-1.json");
-    std::fs::write(
-        &path,
-        history(&mut client, "greet-1").await.to_json_pretty(),
-    )
-    .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args([
-            "replay",
-            "--history",
-            path.to_str().unwrap(),
-            "--module",
-            weft_tests::HELLO_ACTIVITY,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
+    let h = history(&mut client, "greet-1").await;
+    assert!(
+        replays_clean(dir.path(), &h, weft_tests::HELLO_ACTIVITY).contains("replay OK: 4 events")
     );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("replay OK: 4 events"));
     // And the CLI client reads the same result.
     let out = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["--server", &server.url, "result", "greet-1"])
@@ -775,24 +776,7 @@ async fn terminate_ends_a_waiting_run_and_its_history_still_replays() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
-    let path = dir.path().join("stuck.json");
-    std::fs::write(&path, h.to_json_pretty()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args([
-            "replay",
-            "--history",
-            path.to_str().unwrap(),
-            "--module",
-            weft_tests::APPROVAL,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    replays_clean(dir.path(), &h, weft_tests::APPROVAL);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -936,24 +920,7 @@ async fn cancel_lets_the_workflow_clean_up_and_cancels_its_children() {
             "RunFailed"
         ]
     );
-    let path = dir.path().join("job.json");
-    std::fs::write(&path, h.to_json_pretty()).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args([
-            "replay",
-            "--history",
-            path.to_str().unwrap(),
-            "--module",
-            weft_tests::EDGE_CASES,
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    replays_clean(dir.path(), &h, weft_tests::EDGE_CASES);
 
     // Asking again changes nothing; a closed run cannot be cancelled; an unknown one is not found.
     let err = client

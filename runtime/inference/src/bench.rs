@@ -55,7 +55,10 @@ pub async fn bench(server: &str, model: Arc<Embedder>, args: BenchArgs) -> anyho
         .upload_module(weft_proto::UploadModuleRequest {
             workflow_type: "InferenceBench".into(),
             component: std::fs::read(&args.component).with_context(|| {
-                format!("{} (build it with `weft build guest-examples`)", args.component.display())
+                format!(
+                    "{} (build it with `weft build guest-examples`)",
+                    args.component.display()
+                )
             })?,
         })
         .await?;

@@ -299,7 +299,10 @@ async fn a_long_embedding_job_resumes_from_its_last_heartbeat_after_the_worker_d
     }
     worker.kill();
     let lines_at_kill = std::fs::read_to_string(&output).unwrap().lines().count();
-    assert!(lines_at_kill < 480, "killed too late ({lines_at_kill} lines)");
+    assert!(
+        lines_at_kill < 480,
+        "killed too late ({lines_at_kill} lines)"
+    );
     let _second = InferenceWorker::start(&url);
     let out = result(&mut client, "corpus").await;
     assert_eq!(out["count"], 480);
