@@ -206,6 +206,23 @@ async fn the_activities_classify_obvious_cases_and_refuse_bad_input_with_their_k
         ),
         "InvalidInput"
     );
+    let similarity = |pairs: Vec<(String, String)>| {
+        let b = batcher.clone();
+        async move {
+            activities::similarity(&b, SimilarityInput { pairs })
+                .await
+                .map(|_| ())
+        }
+    };
+    assert_eq!(kind(similarity(vec![]).await), "InvalidInput");
+    assert_eq!(
+        kind(similarity(vec![("a".into(), "".into())]).await),
+        "InvalidInput"
+    );
+    assert_eq!(
+        kind(similarity(vec![("a".into(), "b".into()); activities::MAX_ITEMS + 1]).await),
+        "TooManyItems"
+    );
     // The batcher still serves after all that.
     assert!(embed(vec!["still here".into()]).await.is_ok());
 }
