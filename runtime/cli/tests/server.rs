@@ -1172,3 +1172,88 @@ async fn a_python_client_generated_from_the_protos_drives_a_workflow() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_ml_pipeline_survives_a_sigkill_of_the_server_mid_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let port = free_port();
+    let server = ServerProcess::start(&database, port).await;
+    let url = server.url.clone();
+    let mut client = server.client().await;
+    upload(&mut client, "MlPipeline", weft_tests::ML_PIPELINE).await;
+    // The real model and the inference worker's own code, in this process.
+    let model = weft_inference::Embedder::load(&weft_inference::default_model_dir())
+        .unwrap_or_else(|e| panic!("{e} (run runtime/inference/fetch-model.sh)"));
+    let batcher = weft_inference::Batcher::spawn(
+        Arc::new(model),
+        weft_inference::BatchConfig {
+            max_batch: 16,
+            max_wait: Duration::from_millis(20),
+        },
+    );
+    let mut inference = Worker::connect(&url).await.unwrap();
+    weft_inference::register(&mut inference, &batcher);
+    let mut cpu = Worker::connect(&url).await.unwrap();
+    weft_inference::register_cpu(&mut cpu);
+    let inference =
+        tokio::spawn(async move { inference.run("inference", 16, std::future::pending()).await });
+    let cpu = tokio::spawn(async move { cpu.run("cpu", 4, std::future::pending()).await });
+
+    let texts = [
+        (
+            "I was charged twice on my card, please refund me",
+            "billing",
+        ),
+        ("my password reset email never arrives", "account"),
+    ];
+    let tickets: Vec<String> = (0..30)
+        .map(|i| format!("{} (ticket {i})", texts[i % 2].0))
+        .collect();
+    let input = serde_json::json!({
+        "tickets": tickets,
+        "labels": [
+            {"name": "billing", "description": "payments, invoices, refunds and charges"},
+            {"name": "account", "description": "login, password and account access"}
+        ],
+        "min_confidence": 0.0,
+        "classify_timeout_ms": 3000
+    });
+    start(&mut client, "MlPipeline", "survivor", &input.to_string()).await;
+    // Kill the server once the classifications have started coming in.
+    let mut done_at_kill = 0;
+    for _ in 0..3000 {
+        let h = history(&mut client, "survivor").await;
+        let done = h
+            .events
+            .iter()
+            .filter(|e| e.kind.name() == "ActivityCompleted")
+            .count();
+        done_at_kill = done;
+        if done >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    server.kill();
+    assert!(
+        (3..31).contains(&done_at_kill),
+        "the kill must land mid-run ({done_at_kill} of 31 activities done)"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let server = ServerProcess::start(&database, port).await;
+    let mut client = server.client().await;
+    let r = wait_result(&mut client, "survivor").await;
+    assert_eq!(r.status, RunStatus::Completed as i32, "{:?}", r.error);
+    let table: serde_json::Value = serde_json::from_slice(&r.output).unwrap();
+    for (i, route) in table["routes"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(route["label"], texts[i % 2].1, "ticket {i}: {route}");
+    }
+    let h = history(&mut client, "survivor").await;
+    h.check().unwrap();
+    let count = |kind: &str| h.events.iter().filter(|e| e.kind.name() == kind).count();
+    assert_eq!(count("ActivityScheduled"), 31, "normalize + 30 classify");
+    assert_eq!(count("ActivityCompleted"), 31, "none lost or duplicated");
+    inference.abort();
+    cpu.abort();
+}
