@@ -55,6 +55,10 @@ pub(crate) async fn keep_lease(
         tracing::warn!(node, "this node's lease had lapsed; re-registered");
         executor.forget_runs().await?;
     }
+    if store.single_node() {
+        // Nobody else can own runs here; everything was adopted at start.
+        return Ok(());
+    }
     let adopted = store.adopt_orphans(node, now).await?;
     if adopted > 0 {
         tracing::info!(node, adopted, "adopted the runs of nodes that stopped");
