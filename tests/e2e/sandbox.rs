@@ -7,31 +7,7 @@ use weft_engine::weft_history::EventKind;
 use weft_engine::{Engine, EngineConfig, ModuleError, RunOutcome};
 
 use crate::support::*;
-
-/// A component that imports `import` (an interface with a `now` function) and exports a
-/// well-typed `run`, as a compiler targeting WASI would produce.
-fn component_importing(import: &str) -> Vec<u8> {
-    let wat = format!(
-        r#"(component
-            (import "{import}" (instance $clock (export "now" (func (result u64)))))
-            {RUN_EXPORT}
-        )"#
-    );
-    wat::parse_str(wat).expect("valid WAT")
-}
-
-/// A `run` export with the right signature (its body is never called).
-const RUN_EXPORT: &str = r#"
-    (core module $m
-        (memory (export "memory") 1)
-        (func (export "run") (param i32 i32) (result i32) unreachable)
-        (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable))
-    (core instance $i (instantiate $m))
-    (type $error (record (field "kind" string) (field "message" string) (field "attempts" u32)))
-    (export $error-info "error-info" (type $error))
-    (func (export "run") (param "input" (list u8)) (result (result (list u8) (error $error-info)))
-        (canon lift (core func $i "run") (memory (core memory $i "memory")) (realloc (core func $i "realloc"))))
-"#;
+use weft_tests::{RUN_EXPORT, component_importing};
 
 fn load_err(bytes: &[u8]) -> ModuleError {
     engine()

@@ -321,6 +321,7 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
                     workflow_type: workflow_type.unwrap_or_default(),
                     page_size: limit,
                     page_token: page_token.unwrap_or_default(),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();
@@ -357,6 +358,7 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
                 .get_history(proto::GetHistoryRequest {
                     workflow_id,
                     run_id: String::new(),
+                    ..Default::default()
                 })
                 .await?
                 .into_inner();

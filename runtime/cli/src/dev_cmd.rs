@@ -99,6 +99,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
         };
         eprintln!(
             "weft dev: server on {url} ({}), workers on `hello-activity-task-queue`, `default`, `cpu`{}.\n\
+             console: {url}/\n\
              try: weft start --type GreetingWorkflow --id hello-1 --input '\"World\"' --wait",
             args.database,
             if inference.is_some() { ", `inference`" } else { "" }

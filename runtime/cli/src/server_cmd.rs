@@ -14,13 +14,17 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 
 #[derive(clap::Args)]
 pub struct ServerArgs {
-    /// A TOML file with any of: listen, database, node_id, max_cached_runs,
+    /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib. Flags and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve gRPC on [default: 127.0.0.1:7233].
     #[arg(long, env = "WEFT_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Serve the web console and the JSON API on this address of their own [default: on the
+    /// gRPC address, beside gRPC].
+    #[arg(long, env = "WEFT_HTTP")]
+    http: Option<SocketAddr>,
     /// `sqlite:PATH` (created if missing) or `postgres://user@host/db` [default: sqlite:weft.db].
     #[arg(long, env = "WEFT_DATABASE")]
     database: Option<String>,
@@ -38,6 +42,7 @@ pub struct ServerArgs {
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     listen: Option<SocketAddr>,
+    http: Option<SocketAddr>,
     database: Option<String>,
     node_id: Option<String>,
     max_cached_runs: Option<usize>,
@@ -82,6 +87,7 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
             .unwrap_or(defaults.sweep_interval),
         engine,
         node_id: args.node_id.or(file.node_id),
+        http_listen: args.http.or(file.http),
     };
     Ok((listen, config))
 }
@@ -94,6 +100,7 @@ pub fn server(args: ServerArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("weft server on {listen} with {}", config.database);
+        eprintln!("console: http://{}/", config.http_listen.unwrap_or(listen));
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -110,6 +117,7 @@ mod tests {
         ServerArgs {
             config,
             listen: None,
+            http: None,
             database: database.map(str::to_owned),
             max_cached_runs: None,
             node_id: None,
@@ -122,11 +130,12 @@ mod tests {
         let path = dir.path().join("weft.toml");
         std::fs::write(
             &path,
-            "listen = \"127.0.0.1:9000\"\ndatabase = \"sqlite:from-file.db\"\nmax_memory_mib = 8\n",
+            "listen = \"127.0.0.1:9000\"\nhttp = \"127.0.0.1:9001\"\ndatabase = \"sqlite:from-file.db\"\nmax_memory_mib = 8\n",
         )
         .unwrap();
         let (listen, config) = resolve(args(Some(path.clone()), None)).unwrap();
         assert_eq!(listen.port(), 9000);
+        assert_eq!(config.http_listen.map(|a| a.port()), Some(9001));
         assert_eq!(config.database, "sqlite:from-file.db");
         assert_eq!(config.engine.max_memory_bytes, 8 << 20);
         assert_eq!(config.max_cached_runs, 10_000);

@@ -12,6 +12,7 @@ pub mod event;
 pub mod file;
 pub mod machine;
 pub mod payload;
+pub mod pending;
 
 pub use event::{Event, EventKind, EventRole, Handle};
 pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
@@ -19,6 +20,7 @@ pub use machine::{
     DeliveryError, Machine, MachineError, NonDeterminism, PendingOp, Wait, splitmix64,
 };
 pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
+pub use pending::pending_operations;
 
 #[cfg(test)]
 mod machine_tests;

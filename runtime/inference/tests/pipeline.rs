@@ -137,6 +137,7 @@ async fn history(client: &mut Client, id: &str) -> weft_history::History {
         .get_history(proto::GetHistoryRequest {
             workflow_id: id.into(),
             run_id: String::new(),
+            ..Default::default()
         })
         .await
         .unwrap()

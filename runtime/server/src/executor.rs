@@ -143,6 +143,7 @@ pub struct Executor {
     types: Arc<TypeCache>,
     waiters: Arc<CloseWaiters>,
     queues: Arc<QueueNotify>,
+    activity: Arc<crate::queue_activity::QueueActivity>,
     node: Arc<str>,
 }
 
@@ -326,6 +327,7 @@ impl Executor {
             types,
             waiters,
             queues,
+            activity: Arc::default(),
             node: Arc::from(node),
         }
     }
@@ -351,6 +353,11 @@ impl Executor {
     /// Task-queue notifiers, for long polls.
     pub fn queues(&self) -> &Arc<QueueNotify> {
         &self.queues
+    }
+
+    /// What this node saw of its task queues' workers and attempts.
+    pub fn queue_activity(&self) -> &Arc<crate::queue_activity::QueueActivity> {
+        &self.activity
     }
 
     /// Who waits for which run to close.

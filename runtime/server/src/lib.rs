@@ -4,9 +4,12 @@
 //! - [`executor`]: the one owner of this node's runs; group-commits their steps;
 //! - `workflow_service` / `worker_service`: the gRPC API (`proto/weft/v1/weft.proto`);
 //! - `sweeper`: due timers and activity tasks whose lease ran out (retries, timeouts);
+//! - `http`: the JSON API and the web console, beside gRPC on the same port or on their own;
 //! - [`serve`]: wires them to a listener, with health and reflection services.
 
 pub mod executor;
+mod http;
+pub mod queue_activity;
 mod sweeper;
 mod worker_service;
 mod workflow_service;
@@ -90,6 +93,9 @@ pub struct ServerConfig {
     pub sweep_interval: Duration,
     /// This node's id among the nodes sharing the database; random when not set.
     pub node_id: Option<String>,
+    /// Serve the console and the JSON API on this address of their own instead of beside
+    /// gRPC on the main listener.
+    pub http_listen: Option<SocketAddr>,
 }
 
 impl Default for ServerConfig {
@@ -100,6 +106,7 @@ impl Default for ServerConfig {
             engine: EngineConfig::default(),
             sweep_interval: Duration::from_millis(20),
             node_id: None,
+            http_listen: None,
         }
     }
 }
@@ -116,6 +123,11 @@ pub enum StartError {
     Engine(#[from] weft_engine::EngineError),
     #[error("cannot serve: {0}")]
     Serve(String),
+    #[error("cannot listen for HTTP on {addr}: {error}")]
+    HttpListen {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
 }
 
 /// Opens the database and serves the API on `listener` until `shutdown` resolves.
@@ -180,17 +192,40 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Serve(e.to_string()))?;
-    let workflow =
-        workflow_service::WorkflowApi::new(engine, store.clone(), executor.clone(), clock.clone());
+    let workflow = Arc::new(workflow_service::WorkflowApi::new(
+        engine,
+        store.clone(),
+        executor.clone(),
+        clock.clone(),
+    ));
     let worker = worker_service::WorkerApi::new(store, executor, clock);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let console = http::router(workflow.clone());
+    // The console and its API beside gRPC (one port, one URL), or on a listener of their own.
+    let (routes, http_server) = match config.http_listen {
+        None => (tonic::service::Routes::from(console), None),
+        Some(http_addr) => {
+            let http_listener =
+                TcpListener::bind(http_addr)
+                    .await
+                    .map_err(|error| StartError::HttpListen {
+                        addr: http_addr,
+                        error,
+                    })?;
+            tracing::info!(addr = %http_addr, "console listening");
+            let server = axum::serve(http_listener, console).into_future();
+            (tonic::service::Routes::default(), Some(server))
+        }
+    };
     tracing::info!(?addr, node, database = %config.database, "weft server listening");
-    tonic::transport::Server::builder()
+    let grpc = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            proto::workflow_service_server::WorkflowServiceServer::new(workflow)
+            proto::workflow_service_server::WorkflowServiceServer::from_arc(workflow)
                 .max_decoding_message_size(MAX_COMPONENT_BYTES + 1024),
         )
         .add_service(proto::worker_service_server::WorkerServiceServer::new(
@@ -201,9 +236,19 @@ pub async fn serve(
             // delayed ACKs add ~40 ms to a call.
             tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
             shutdown,
-        )
-        .await
-        .map_err(|e| StartError::Serve(e.to_string()))
+        );
+    match http_server {
+        None => grpc.await.map_err(|e| StartError::Serve(e.to_string())),
+        Some(http_server) => {
+            // The HTTP listener lives as long as gRPC's, which owns the shutdown signal.
+            tokio::select! {
+                served = grpc => served.map_err(|e| StartError::Serve(e.to_string())),
+                served = http_server => served
+                    .map_err(|e| StartError::Serve(format!("console: {e}")))
+                    .and_then(|()| Err(StartError::Serve("the console listener stopped".into()))),
+            }
+        }
+    }
 }
 
 /// Refuses a payload over [`MAX_PAYLOAD_BYTES`], naming the field.

@@ -6,10 +6,11 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use weft_engine::Clock;
 use weft_engine::weft_history::{Completion, ErrorInfo, EventKind, Failure, Payload};
-use weft_store::{Store, TaskRecord, attempt_lease_ms};
+use weft_store::{AttemptFailure, Store, TaskRecord, attempt_lease_ms};
 
 use crate::executor::Executor;
 use crate::proto::{self, worker_service_server::WorkerService};
+use crate::queue_activity::Outcome;
 use crate::{ServerError, backoff_ms, check_payload, default_retry};
 
 /// An attempt's time limit when the activity sets no start-to-close timeout.
@@ -44,6 +45,14 @@ pub(crate) async fn fail_attempt(
     let backoff = backoff_ms(&policy, task.attempt);
     let exhausted = policy.maximum_attempts != 0 && task.attempt >= policy.maximum_attempts;
     let never_retry = non_retryable || policy.non_retryable_errors.iter().any(|k| k == kind);
+    let outcome = if kind == "TimedOut" {
+        Outcome::TimedOut
+    } else {
+        Outcome::Failed
+    };
+    executor
+        .queue_activity()
+        .attempt_ended(&task.task_queue, &task.activity_name, outcome, now_ms);
     let out_of_time = task
         .options
         .schedule_to_close_timeout_ms
@@ -62,8 +71,18 @@ pub(crate) async fn fail_attempt(
             )
             .await
     } else {
+        let message = match &failure {
+            Failure::ActivityFailed(e) | Failure::ChildFailed(e) => e.message.clone(),
+            Failure::TimedOut(what) => what.clone(),
+            Failure::Cancelled => "cancelled".to_owned(),
+        };
+        let ended = AttemptFailure {
+            kind: kind.to_owned(),
+            message,
+            at_ms: now_ms,
+        };
         store
-            .retry_task(&task.task_id, task.attempt, now_ms + backoff)
+            .retry_task(&task.task_id, task.attempt, now_ms + backoff, &ended)
             .await?;
         executor.queues().get(&task.task_queue).notify_waiters();
         Ok(())
@@ -138,6 +157,14 @@ impl WorkerService for WorkerApi {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         let notify = self.executor.queues().get(&req.task_queue);
+        let worker_id = if req.worker_id.is_empty() {
+            "(no worker id)"
+        } else {
+            req.worker_id.as_str()
+        };
+        self.executor
+            .queue_activity()
+            .polled(&req.task_queue, worker_id, self.clock.now_ms());
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -201,6 +228,12 @@ impl WorkerService for WorkerApi {
                 None,
             )
             .await?;
+        self.executor.queue_activity().attempt_ended(
+            &task.task_queue,
+            &task.activity_name,
+            Outcome::Completed,
+            self.clock.now_ms(),
+        );
         Ok(Response::new(proto::CompleteActivityTaskResponse {}))
     }
 
@@ -218,8 +251,14 @@ impl WorkerService for WorkerApi {
         if req.handed_back {
             tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,
                 reason = %req.error_kind, "task handed back by its worker");
+            let now_ms = self.clock.now_ms();
+            let ended = AttemptFailure {
+                kind: req.error_kind.clone(),
+                message: format!("handed back by its worker: {}", req.message),
+                at_ms: now_ms,
+            };
             self.store
-                .retry_task(&task.task_id, task.attempt, self.clock.now_ms())
+                .retry_task(&task.task_id, task.attempt, now_ms, &ended)
                 .await
                 .map_err(ServerError::from)?;
             self.executor
@@ -268,10 +307,11 @@ impl WorkerService for WorkerApi {
             }
             Err(status) => return Err(status),
         };
-        let lease = self.clock.now_ms() + lease_ms(&task);
+        let now_ms = self.clock.now_ms();
+        let lease = now_ms + lease_ms(&task);
         let alive = self
             .store
-            .heartbeat(&task.task_id, task.attempt, &req.details, lease)
+            .heartbeat(&task.task_id, task.attempt, &req.details, now_ms, lease)
             .await
             .map_err(ServerError::from)?;
         // A task deleted or retried under us: the attempt should stop.

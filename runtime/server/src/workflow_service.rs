@@ -4,8 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
-use weft_engine::weft_history::{ErrorInfo, EventKind, Payload};
-use weft_engine::{Clock, Engine, module_sha256};
+use weft_engine::weft_history::{
+    ErrorInfo, EventKind, History, Payload, PendingOp, pending_operations,
+};
+use weft_engine::{Clock, Engine, WorkflowModule, module_sha256};
 use weft_store::{RunFilter, RunRecord, RunStatus, Store};
 
 use crate::executor::{ClosedRun, Executor, StartRequest};
@@ -21,7 +23,13 @@ pub(crate) struct WorkflowApi {
     store: Arc<dyn Store>,
     executor: Executor,
     clock: Arc<dyn Clock>,
+    /// Modules compiled to replay histories for their log lines (bounded; the executor's
+    /// own cache is private to its task).
+    replay_modules: std::sync::Mutex<std::collections::HashMap<String, WorkflowModule>>,
 }
+
+/// How many compiled modules [`WorkflowApi`] keeps for log replays.
+const REPLAY_MODULES_KEPT: usize = 16;
 
 fn required<'a>(field: &str, value: &'a str) -> Result<&'a str, Status> {
     if value.is_empty() {
@@ -89,7 +97,211 @@ impl WorkflowApi {
             store,
             executor,
             clock,
+            replay_modules: Default::default(),
         }
+    }
+
+    /// Replays `history` on its own module (compiled once, then kept) for the guest's log
+    /// lines, as `weft replay` prints them.
+    async fn replay_logs(&self, history: &History) -> Result<Vec<proto::LogLine>, String> {
+        let module_id = history.header.module_sha256.clone();
+        let cached = self
+            .replay_modules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&module_id)
+            .cloned();
+        let bytes = match cached {
+            Some(_) => Vec::new(),
+            None => self
+                .store
+                .module(&module_id)
+                .await
+                .map_err(|e| e.to_string())?
+                .ok_or_else(|| format!("module {module_id} is not stored"))?,
+        };
+        let engine = self.engine.clone();
+        let history = history.clone();
+        // Compiling and replaying are CPU work: keep them off the async workers.
+        let (module, report) = tokio::task::spawn_blocking(move || {
+            let module = match cached {
+                Some(m) => m,
+                None => engine.load(&bytes).map_err(|e| e.to_string())?,
+            };
+            let report = weft_engine::replay::replay(&engine, &module, history)
+                .map_err(|e| e.to_string())?;
+            Ok::<_, String>((module, report))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        {
+            let mut kept = self
+                .replay_modules
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if kept.len() >= REPLAY_MODULES_KEPT && !kept.contains_key(&module_id) {
+                kept.clear();
+            }
+            kept.insert(module_id, module);
+        }
+        if let weft_engine::replay::ReplayVerdict::NonDeterminism(nd) = report.verdict {
+            return Err(format!("the history does not replay on its module: {nd}"));
+        }
+        Ok(report
+            .logs
+            .into_iter()
+            .map(|l| proto::LogLine {
+                after_event: l.after_event,
+                level: l.level.as_str().to_owned(),
+                message: l.message,
+            })
+            .collect())
+    }
+
+    /// Everything the run page shows beyond the run's row.
+    async fn describe_details(
+        &self,
+        run: &RunRecord,
+    ) -> Result<proto::DescribeWorkflowResponse, Status> {
+        let store = self.store.as_ref();
+        let mut response = proto::DescribeWorkflowResponse {
+            run: Some(run_to_proto(run)),
+            input: run.input.0.clone(),
+            output: run.output.as_ref().map(|p| p.0.clone()).unwrap_or_default(),
+            error: run.error.as_ref().map(|e| proto::ErrorInfo {
+                kind: e.kind.clone(),
+                message: e.message.clone(),
+                attempts: 0,
+            }),
+            ..Default::default()
+        };
+        if run.status == RunStatus::Running {
+            let history = store
+                .history(&run.run_id)
+                .await
+                .map_err(ServerError::from)?
+                .ok_or_else(|| Status::not_found(format!("no history for run {}", run.run_id)))?;
+            let tasks = store
+                .run_tasks(&run.run_id)
+                .await
+                .map_err(ServerError::from)?;
+            let timers = store
+                .run_timers(&run.run_id)
+                .await
+                .map_err(ServerError::from)?;
+            for (handle, op) in pending_operations(&history.events) {
+                match op {
+                    PendingOp::Activity => {
+                        let scheduled = history.events.iter().find_map(|e| match &e.kind {
+                            EventKind::ActivityScheduled {
+                                handle: h,
+                                name,
+                                options,
+                                ..
+                            } if *h == handle => Some((name, options, e.timestamp_ms)),
+                            _ => None,
+                        });
+                        let task = tasks.iter().find(|t| t.handle == handle);
+                        let (Some((name, options, at)), task) = (scheduled, task) else {
+                            continue;
+                        };
+                        response.pending_activities.push(proto::PendingActivity {
+                            handle,
+                            activity_name: name.clone(),
+                            task_queue: task
+                                .map(|t| t.task_queue.clone())
+                                .or_else(|| options.task_queue.clone())
+                                .unwrap_or_else(|| run.task_queue.clone()),
+                            attempt: task.map_or(1, |t| t.attempt),
+                            scheduled_at_ms: at,
+                            running: task.is_some_and(|t| t.lease_until_ms.is_some()),
+                            claimed_at_ms: task
+                                .filter(|t| t.lease_until_ms.is_some())
+                                .and_then(|t| t.claimed_at_ms)
+                                .unwrap_or(0),
+                            last_heartbeat_ms: task.and_then(|t| t.last_heartbeat_ms).unwrap_or(0),
+                            heartbeat_details: task
+                                .and_then(|t| t.heartbeat_details.clone())
+                                .unwrap_or_default(),
+                            last_failure: task.and_then(|t| t.last_error.as_ref()).map(|e| {
+                                proto::ErrorInfo {
+                                    kind: e.kind.clone(),
+                                    message: e.message.clone(),
+                                    attempts: task.map_or(1, |t| t.attempt.saturating_sub(1)),
+                                }
+                            }),
+                            lease_until_ms: task.and_then(|t| t.lease_until_ms).unwrap_or(0),
+                        });
+                    }
+                    PendingOp::Timer => {
+                        if let Some(t) = timers.iter().find(|t| t.handle == handle) {
+                            response.pending_timers.push(proto::PendingTimer {
+                                handle,
+                                fire_at_ms: t.fire_at_ms,
+                            });
+                        }
+                    }
+                    PendingOp::Signal(name) => {
+                        response
+                            .awaited_signals
+                            .push(proto::AwaitedSignal { handle, name });
+                    }
+                    // Children are listed with their own status below.
+                    PendingOp::Child(_) => {}
+                }
+            }
+        }
+        response.retried_attempts = store
+            .run_attempts(&run.run_id)
+            .await
+            .map_err(ServerError::from)?
+            .into_iter()
+            .map(|a| proto::ActivityAttempt {
+                handle: a.handle,
+                attempt: a.attempt,
+                started_at_ms: a.started_at_ms.unwrap_or(0),
+                ended_at_ms: a.ended_at_ms,
+                error_kind: a.error_kind,
+                error_message: a.error_message,
+                retry_at_ms: a.retry_at_ms,
+            })
+            .collect();
+        if let Some((parent_run_id, _)) = &run.parent {
+            if let Some(parent) = store.run(parent_run_id).await.map_err(ServerError::from)? {
+                response.parent_workflow_id = parent.workflow_id;
+            }
+            response.parent_run_id = parent_run_id.clone();
+        }
+        response.children = store
+            .child_runs(&run.run_id)
+            .await
+            .map_err(ServerError::from)?
+            .iter()
+            .map(run_to_proto)
+            .collect();
+        if run.run_number > 1 {
+            response.previous_run_id = store
+                .runs_numbered(&run.workflow_id, run.run_number - 1)
+                .await
+                .map_err(ServerError::from)?
+                .into_iter()
+                .find(|r| {
+                    r.status == RunStatus::ContinuedAsNew && r.started_at_ms <= run.started_at_ms
+                })
+                .map(|r| r.run_id)
+                .unwrap_or_default();
+        }
+        if run.status == RunStatus::ContinuedAsNew {
+            response.next_run_id = store
+                .runs_numbered(&run.workflow_id, run.run_number + 1)
+                .await
+                .map_err(ServerError::from)?
+                .into_iter()
+                .rfind(|r| r.started_at_ms >= run.started_at_ms)
+                .map(|r| r.run_id)
+                .unwrap_or_default();
+        }
+        Ok(response)
     }
 
     /// The run named by id (and run id, or the latest run of the id).
@@ -252,9 +464,7 @@ impl WorkflowService for WorkflowApi {
     ) -> Result<Response<proto::DescribeWorkflowResponse>, Status> {
         let req = request.into_inner();
         let run = self.find_run(&req.workflow_id, &req.run_id).await?;
-        Ok(Response::new(proto::DescribeWorkflowResponse {
-            run: Some(run_to_proto(&run)),
-        }))
+        Ok(Response::new(self.describe_details(&run).await?))
     }
 
     async fn list_workflows(
@@ -303,6 +513,8 @@ impl WorkflowService for WorkflowApi {
         let filter = RunFilter {
             status,
             workflow_type: (!req.workflow_type.is_empty()).then_some(req.workflow_type),
+            workflow_id_prefix: (!req.workflow_id_prefix.is_empty())
+                .then_some(req.workflow_id_prefix),
         };
         let runs = self
             .store
@@ -333,8 +545,18 @@ impl WorkflowService for WorkflowApi {
             .await
             .map_err(ServerError::from)?
             .ok_or_else(|| Status::not_found(format!("no history for run {}", run.run_id)))?;
+        let (logs, logs_error) = if req.include_logs {
+            match self.replay_logs(&history).await {
+                Ok(logs) => (logs, String::new()),
+                Err(e) => (Vec::new(), e),
+            }
+        } else {
+            (Vec::new(), String::new())
+        };
         Ok(Response::new(proto::GetHistoryResponse {
             history_json: history.to_json_pretty(),
+            logs,
+            logs_error,
         }))
     }
 
@@ -400,5 +622,124 @@ impl WorkflowService for WorkflowApi {
         };
         self.executor.terminate(workflow_id, reason).await?;
         Ok(Response::new(proto::TerminateWorkflowResponse {}))
+    }
+
+    async fn count_workflows(
+        &self,
+        request: Request<proto::CountWorkflowsRequest>,
+    ) -> Result<Response<proto::CountWorkflowsResponse>, Status> {
+        let req = request.into_inner();
+        let filter = RunFilter {
+            status: None,
+            workflow_type: (!req.workflow_type.is_empty()).then_some(req.workflow_type),
+            workflow_id_prefix: (!req.workflow_id_prefix.is_empty())
+                .then_some(req.workflow_id_prefix),
+        };
+        let mut counts = self
+            .store
+            .count_runs(&filter)
+            .await
+            .map_err(ServerError::from)?;
+        counts.sort_by_key(|(status, _)| status_to_proto(*status) as i32);
+        Ok(Response::new(proto::CountWorkflowsResponse {
+            total: counts.iter().map(|(_, n)| n).sum(),
+            counts: counts
+                .into_iter()
+                .map(|(status, count)| proto::StatusCount {
+                    status: status_to_proto(status) as i32,
+                    count,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_modules(
+        &self,
+        _request: Request<proto::ListModulesRequest>,
+    ) -> Result<Response<proto::ListModulesResponse>, Status> {
+        let modules = self.store.modules().await.map_err(ServerError::from)?;
+        Ok(Response::new(proto::ListModulesResponse {
+            modules: modules
+                .into_iter()
+                .map(|m| proto::ModuleVersion {
+                    workflow_type: m.workflow_type,
+                    module_id: m.module_id,
+                    size_bytes: m.size_bytes,
+                    uploaded_at_ms: m.uploaded_at_ms,
+                    newest: m.newest,
+                    running_runs: m.running_runs,
+                    closed_runs: m.closed_runs,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn list_task_queues(
+        &self,
+        _request: Request<proto::ListTaskQueuesRequest>,
+    ) -> Result<Response<proto::ListTaskQueuesResponse>, Status> {
+        let now = self.clock.now_ms();
+        let stored = self
+            .store
+            .queue_stats(now)
+            .await
+            .map_err(ServerError::from)?;
+        let mut seen = self.executor.queue_activity().snapshot(now);
+        let mut queues: Vec<proto::TaskQueueInfo> = stored
+            .into_iter()
+            .map(|q| {
+                let view = seen.remove(&q.task_queue).unwrap_or_default();
+                queue_info(&q, view, now)
+            })
+            .collect();
+        // Queues with no task now but workers or recent outcomes.
+        for (name, view) in seen {
+            let empty = weft_store::QueueStats {
+                task_queue: name,
+                ready: 0,
+                leased: 0,
+                backing_off: 0,
+                oldest_ready_since_ms: None,
+            };
+            queues.push(queue_info(&empty, view, now));
+        }
+        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(Response::new(proto::ListTaskQueuesResponse { queues }))
+    }
+}
+
+/// One queue's row at `now_ms`.
+fn queue_info(
+    stats: &weft_store::QueueStats,
+    view: crate::queue_activity::QueueView,
+    now_ms: u64,
+) -> proto::TaskQueueInfo {
+    proto::TaskQueueInfo {
+        name: stats.task_queue.clone(),
+        ready_tasks: stats.ready,
+        running_tasks: stats.leased,
+        backing_off_tasks: stats.backing_off,
+        oldest_ready_age_ms: stats
+            .oldest_ready_since_ms
+            .map_or(0, |since| now_ms.saturating_sub(since)),
+        workers: view
+            .workers
+            .into_iter()
+            .map(|(worker_id, last_poll_ms)| proto::QueueWorker {
+                worker_id,
+                last_poll_ms,
+            })
+            .collect(),
+        activities: view
+            .activities
+            .into_iter()
+            .map(|(activity_name, o)| proto::ActivityOutcomes {
+                activity_name,
+                completed: o.completed,
+                failed: o.failed,
+                timed_out: o.timed_out,
+                last_at_ms: o.last_at_ms,
+            })
+            .collect(),
     }
 }

@@ -22,8 +22,9 @@ use async_trait::async_trait;
 use weft_history::History;
 
 pub use model::{
-    Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite,
-    TaskRecord, TimerRecord, attempt_lease_ms,
+    AttemptFailure, AttemptRecord, Batch, InboxItem, ModuleRecord, NewTask, QueueStats,
+    RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskRecord, TimerRecord,
+    attempt_lease_ms,
 };
 pub use sql::SqlStore;
 
@@ -102,21 +103,47 @@ pub trait Store: Send + Sync + 'static {
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Leased tasks whose lease ran out before `now_ms`.
     async fn expired_tasks(&self, now_ms: u64, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
-    /// Puts a task back for its next attempt, visible from `visible_at_ms`.
+    /// Puts a task back for its next attempt, visible from `visible_at_ms`, and records why
+    /// `attempt` ended (an [`AttemptRecord`]) in the same transaction.
     async fn retry_task(
         &self,
         task_id: &str,
         attempt: u32,
         visible_at_ms: u64,
+        failure: &AttemptFailure,
     ) -> Result<bool, StoreError>;
-    /// Extends a lease and records heartbeat details; false if the attempt is no longer leased.
+    /// Extends a lease and records heartbeat details at `now_ms`; false if the attempt is no
+    /// longer leased.
     async fn heartbeat(
         &self,
         task_id: &str,
         attempt: u32,
         details: &[u8],
+        now_ms: u64,
         lease_until_ms: u64,
     ) -> Result<bool, StoreError>;
+
+    // ---- what the console reads ----
+    /// How many runs match `filter` (its `status` ignored), per status.
+    async fn count_runs(&self, filter: &RunFilter) -> Result<Vec<(RunStatus, u64)>, StoreError>;
+    /// A run's activity tasks not finished yet.
+    async fn run_tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>, StoreError>;
+    /// A run's timers not fired yet.
+    async fn run_timers(&self, run_id: &str) -> Result<Vec<TimerRecord>, StoreError>;
+    /// A run's retried attempts, by handle and attempt.
+    async fn run_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError>;
+    /// The runs started as children of `run_id`.
+    async fn child_runs(&self, run_id: &str) -> Result<Vec<RunRecord>, StoreError>;
+    /// The runs of a workflow id with run number `run_number`, newest first.
+    async fn runs_numbered(
+        &self,
+        workflow_id: &str,
+        run_number: u32,
+    ) -> Result<Vec<RunRecord>, StoreError>;
+    /// Every stored module with its run counts, by type and upload time (newest first).
+    async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError>;
+    /// Every task queue that has tasks, at `now_ms`.
+    async fn queue_stats(&self, now_ms: u64) -> Result<Vec<QueueStats>, StoreError>;
     /// Timers of `node`'s runs due at `now_ms`.
     async fn due_timers(
         &self,

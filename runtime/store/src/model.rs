@@ -105,6 +105,62 @@ pub struct TaskRecord {
     pub scheduled_at_ms: u64,
     pub lease_until_ms: Option<u64>,
     pub heartbeat_details: Option<Vec<u8>>,
+    /// When the current attempt was claimed by a worker.
+    pub claimed_at_ms: Option<u64>,
+    /// When the current attempt last heartbeated.
+    pub last_heartbeat_ms: Option<u64>,
+    /// The error of the attempt before this one, if it failed or timed out.
+    pub last_error: Option<ErrorInfo>,
+}
+
+/// Why an attempt ended without a result, for [`Store::retry_task`](crate::Store::retry_task).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptFailure {
+    pub kind: String,
+    pub message: String,
+    pub at_ms: u64,
+}
+
+/// An attempt that failed or timed out and was retried; the history records only the
+/// activity's outcome, so these are kept beside it for the console's timeline.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AttemptRecord {
+    pub handle: u32,
+    pub attempt: u32,
+    /// When a worker claimed it (unknown for tasks claimed before this was recorded).
+    pub started_at_ms: Option<u64>,
+    pub ended_at_ms: u64,
+    pub error_kind: String,
+    pub error_message: String,
+    /// When the next attempt became available.
+    pub retry_at_ms: u64,
+}
+
+/// A stored module version and the runs pinned to it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModuleRecord {
+    pub workflow_type: String,
+    pub module_id: String,
+    pub size_bytes: u64,
+    pub uploaded_at_ms: u64,
+    /// True for the version new runs of the type get.
+    pub newest: bool,
+    pub running_runs: u64,
+    pub closed_runs: u64,
+}
+
+/// The activity tasks of one task queue right now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueStats {
+    pub task_queue: String,
+    /// Visible and not leased: waiting for a worker.
+    pub ready: u64,
+    /// Held by a worker.
+    pub leased: u64,
+    /// Waiting for a retry's backoff to pass.
+    pub backing_off: u64,
+    /// When the longest-waiting ready task became visible.
+    pub oldest_ready_since_ms: Option<u64>,
 }
 
 /// A durable timer.
@@ -184,4 +240,6 @@ pub struct InboxItem {
 pub struct RunFilter {
     pub status: Option<RunStatus>,
     pub workflow_type: Option<String>,
+    /// Runs whose workflow id starts with this.
+    pub workflow_id_prefix: Option<String>,
 }

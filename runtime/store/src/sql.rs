@@ -96,7 +96,8 @@ const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_n
     input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length, \
     parent_run_id, parent_handle, owner";
 const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
-    options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details";
+    options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details, claimed_at_ms, \
+    last_heartbeat_ms, last_error_kind, last_error_message";
 
 fn corrupt(what: &str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -162,6 +163,20 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
         scheduled_at_ms: u(row.try_get("scheduled_at_ms")?),
         lease_until_ms: row.try_get::<Option<i64>, _>("lease_until_ms")?.map(u),
         heartbeat_details: row.try_get("heartbeat_details")?,
+        claimed_at_ms: row.try_get::<Option<i64>, _>("claimed_at_ms")?.map(u),
+        last_heartbeat_ms: row.try_get::<Option<i64>, _>("last_heartbeat_ms")?.map(u),
+        last_error: row
+            .try_get::<Option<String>, _>("last_error_kind")?
+            .map(|kind| -> Result<ErrorInfo, StoreError> {
+                Ok(ErrorInfo {
+                    kind,
+                    message: row
+                        .try_get::<Option<String>, _>("last_error_message")?
+                        .unwrap_or_default(),
+                    attempts: 0,
+                })
+            })
+            .transpose()?,
     })
 }
 
@@ -574,6 +589,7 @@ impl Store for SqlStore {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {RUN_COLUMNS} FROM runs \
              WHERE ($1 = '' OR status = $1) AND ($2 = '' OR workflow_type = $2) \
+             AND ($6 = '' OR substr(workflow_id, 1, length($6)) = $6) \
              AND (started_at_ms < $3 OR (started_at_ms = $3 AND ($4 = '' OR run_id < $4))) \
              ORDER BY started_at_ms DESC, run_id DESC LIMIT $5"
         )))
@@ -582,6 +598,7 @@ impl Store for SqlStore {
         .bind(i(before_ms))
         .bind(before_id)
         .bind(i64::from(limit))
+        .bind(filter.workflow_id_prefix.clone().unwrap_or_default())
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(run_from_row).collect()
@@ -635,7 +652,8 @@ impl Store for SqlStore {
         };
         let _gate = self.gate().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE activity_tasks SET lease_until_ms = $3 + COALESCE(lease_ms, $1) WHERE task_id IN ( \
+            "UPDATE activity_tasks SET lease_until_ms = $3 + COALESCE(lease_ms, $1), claimed_at_ms = $3, \
+                 last_heartbeat_ms = NULL WHERE task_id IN ( \
                  SELECT task_id FROM activity_tasks \
                  WHERE task_queue = $2 AND lease_until_ms IS NULL AND visible_at_ms <= $3 \
                  ORDER BY visible_at_ms LIMIT $4 {lock}) \
@@ -677,18 +695,40 @@ impl Store for SqlStore {
         task_id: &str,
         attempt: u32,
         visible_at_ms: u64,
+        failure: &AttemptFailure,
     ) -> Result<bool, StoreError> {
-        let _gate = self.gate().await;
+        let (_gate, mut tx) = self.begin_write().await?;
         let done = sqlx::query(
-            "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3 \
+            "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3, \
+             last_error_kind = $4, last_error_message = $5 \
              WHERE task_id = $1 AND attempt = $2",
         )
         .bind(task_id)
         .bind(attempt as i32)
         .bind(i(visible_at_ms))
-        .execute(&self.pool)
+        .bind(&failure.kind)
+        .bind(&failure.message)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() == 1)
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO activity_attempts (run_id, handle, attempt, started_at_ms, ended_at_ms, \
+             error_kind, error_message, retry_at_ms) \
+             SELECT run_id, handle, $2, claimed_at_ms, $3, $4, $5, $6 FROM activity_tasks WHERE task_id = $1 \
+             ON CONFLICT (run_id, handle, attempt) DO NOTHING",
+        )
+        .bind(task_id)
+        .bind(attempt as i32)
+        .bind(i(failure.at_ms))
+        .bind(&failure.kind)
+        .bind(&failure.message)
+        .bind(i(visible_at_ms))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
     async fn heartbeat(
@@ -696,17 +736,19 @@ impl Store for SqlStore {
         task_id: &str,
         attempt: u32,
         details: &[u8],
+        now_ms: u64,
         lease_until_ms: u64,
     ) -> Result<bool, StoreError> {
         let _gate = self.gate().await;
         let done = sqlx::query(
-            "UPDATE activity_tasks SET lease_until_ms = $4, heartbeat_details = $3 \
+            "UPDATE activity_tasks SET lease_until_ms = $4, heartbeat_details = $3, last_heartbeat_ms = $5 \
              WHERE task_id = $1 AND attempt = $2 AND lease_until_ms IS NOT NULL",
         )
         .bind(task_id)
         .bind(attempt as i32)
         .bind(details.to_vec())
         .bind(i(lease_until_ms))
+        .bind(i(now_ms))
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -819,6 +861,154 @@ impl Store for SqlStore {
                 .await?;
         tx.commit().await?;
         Ok(owner.flatten().as_deref() == Some(node))
+    }
+
+    async fn count_runs(&self, filter: &RunFilter) -> Result<Vec<(RunStatus, u64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM runs \
+             WHERE ($1 = '' OR workflow_type = $1) AND ($2 = '' OR substr(workflow_id, 1, length($2)) = $2) \
+             GROUP BY status",
+        )
+        .bind(filter.workflow_type.clone().unwrap_or_default())
+        .bind(filter.workflow_id_prefix.clone().unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let status: String = row.try_get("status")?;
+                let n: i64 = row.try_get("n")?;
+                Ok((
+                    RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+                    u(n),
+                ))
+            })
+            .collect()
+    }
+
+    async fn run_tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE run_id = $1 ORDER BY handle"
+        )))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn run_timers(&self, run_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT run_id, handle, fire_at_ms FROM timers WHERE run_id = $1 ORDER BY handle",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TimerRecord {
+                    run_id: row.try_get("run_id")?,
+                    handle: row.try_get::<i64, _>("handle")? as u32,
+                    fire_at_ms: u(row.try_get("fire_at_ms")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn run_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT handle, attempt, started_at_ms, ended_at_ms, error_kind, error_message, retry_at_ms \
+             FROM activity_attempts WHERE run_id = $1 ORDER BY handle, attempt",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptRecord {
+                    handle: row.try_get::<i64, _>("handle")? as u32,
+                    attempt: row.try_get::<i32, _>("attempt")? as u32,
+                    started_at_ms: row.try_get::<Option<i64>, _>("started_at_ms")?.map(u),
+                    ended_at_ms: u(row.try_get("ended_at_ms")?),
+                    error_kind: row.try_get("error_kind")?,
+                    error_message: row.try_get("error_message")?,
+                    retry_at_ms: u(row.try_get("retry_at_ms")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn child_runs(&self, run_id: &str) -> Result<Vec<RunRecord>, StoreError> {
+        self.runs_where(
+            "parent_run_id = $1 ORDER BY parent_handle, started_at_ms",
+            run_id,
+        )
+        .await
+    }
+
+    async fn runs_numbered(
+        &self,
+        workflow_id: &str,
+        run_number: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND run_number = $2 \
+             ORDER BY started_at_ms DESC"
+        )))
+        .bind(workflow_id)
+        .bind(run_number as i32)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn modules(&self) -> Result<Vec<ModuleRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT m.module_id, m.workflow_type, CAST(LENGTH(m.component) AS BIGINT) AS size, m.created_at_ms, \
+             CAST((SELECT COUNT(*) FROM runs r WHERE r.module_id = m.module_id AND r.status = 'running') AS BIGINT) AS running, \
+             CAST((SELECT COUNT(*) FROM runs r WHERE r.module_id = m.module_id AND r.status <> 'running') AS BIGINT) AS closed, \
+             CAST(CASE WHEN t.module_id = m.module_id THEN 1 ELSE 0 END AS BIGINT) AS newest \
+             FROM modules m LEFT JOIN workflow_types t ON t.name = m.workflow_type \
+             ORDER BY m.workflow_type, m.created_at_ms DESC, m.module_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ModuleRecord {
+                    workflow_type: row.try_get("workflow_type")?,
+                    module_id: row.try_get("module_id")?,
+                    size_bytes: u(row.try_get("size")?),
+                    uploaded_at_ms: u(row.try_get("created_at_ms")?),
+                    newest: row.try_get::<i64, _>("newest")? == 1,
+                    running_runs: u(row.try_get("running")?),
+                    closed_runs: u(row.try_get("closed")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn queue_stats(&self, now_ms: u64) -> Result<Vec<QueueStats>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT task_queue, \
+             CAST(SUM(CASE WHEN lease_until_ms IS NULL AND visible_at_ms <= $1 THEN 1 ELSE 0 END) AS BIGINT) AS ready, \
+             CAST(SUM(CASE WHEN lease_until_ms IS NOT NULL THEN 1 ELSE 0 END) AS BIGINT) AS leased, \
+             CAST(SUM(CASE WHEN lease_until_ms IS NULL AND visible_at_ms > $1 THEN 1 ELSE 0 END) AS BIGINT) AS backing_off, \
+             MIN(CASE WHEN lease_until_ms IS NULL AND visible_at_ms <= $1 THEN visible_at_ms END) AS oldest \
+             FROM activity_tasks GROUP BY task_queue ORDER BY task_queue",
+        )
+        .bind(i(now_ms))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(QueueStats {
+                    task_queue: row.try_get("task_queue")?,
+                    ready: u(row.try_get("ready")?),
+                    leased: u(row.try_get("leased")?),
+                    backing_off: u(row.try_get("backing_off")?),
+                    oldest_ready_since_ms: row.try_get::<Option<i64>, _>("oldest")?.map(u),
+                })
+            })
+            .collect()
     }
 
     async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError> {

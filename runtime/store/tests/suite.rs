@@ -336,18 +336,68 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
             "leased"
         );
         assert!(store.expired_tasks(1009, 10).await.unwrap().is_empty());
-        assert!(store.heartbeat("r1/0", 1, b"50%", 3000).await.unwrap());
+        assert_eq!(task.claimed_at_ms, Some(1000));
         assert!(
-            !store.heartbeat("r1/0", 2, b"x", 3000).await.unwrap(),
+            store
+                .heartbeat("r1/0", 1, b"50%", 1005, 3000)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store.heartbeat("r1/0", 2, b"x", 1005, 3000).await.unwrap(),
             "wrong attempt"
+        );
+        let pending = store.run_tasks("r1").await.unwrap();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].last_heartbeat_ms, Some(1005));
+        let queues = store.queue_stats(1006).await.unwrap();
+        assert_eq!(queues.len(), 1);
+        assert_eq!(
+            (
+                queues[0].task_queue.as_str(),
+                queues[0].ready,
+                queues[0].leased
+            ),
+            ("q", 0, 1)
         );
         let expired = store.expired_tasks(3001, 10).await.unwrap();
         assert_eq!(expired.len(), 1);
         assert_eq!(expired[0].heartbeat_details.as_deref(), Some(&b"50%"[..]));
-        assert!(store.retry_task("r1/0", 1, 4000).await.unwrap());
+        let timed_out = AttemptFailure {
+            kind: "TimedOut".into(),
+            message: "heartbeat timeout".into(),
+            at_ms: 3001,
+        };
+        assert!(store.retry_task("r1/0", 1, 4000, &timed_out).await.unwrap());
         assert!(
-            !store.retry_task("r1/0", 1, 4000).await.unwrap(),
+            !store.retry_task("r1/0", 1, 4000, &timed_out).await.unwrap(),
             "retried once only"
+        );
+        let attempts = store.run_attempts("r1").await.unwrap();
+        assert_eq!(
+            attempts,
+            [AttemptRecord {
+                handle: 0,
+                attempt: 1,
+                started_at_ms: Some(1000),
+                ended_at_ms: 3001,
+                error_kind: "TimedOut".into(),
+                error_message: "heartbeat timeout".into(),
+                retry_at_ms: 4000,
+            }],
+            "the failed attempt is kept once"
+        );
+        let task = &store.run_tasks("r1").await.unwrap()[0];
+        assert_eq!(task.last_error.as_ref().unwrap().kind, "TimedOut");
+        let queues = store.queue_stats(3999).await.unwrap();
+        assert_eq!(
+            (queues[0].ready, queues[0].leased, queues[0].backing_off),
+            (0, 0, 1)
+        );
+        let queues = store.queue_stats(4100).await.unwrap();
+        assert_eq!(
+            (queues[0].ready, queues[0].oldest_ready_since_ms),
+            (1, Some(4000))
         );
         assert!(
             store
@@ -409,14 +459,14 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
         assert_eq!(ids, ["r2", "r1"]);
         let failed = RunFilter {
             status: Some(RunStatus::Failed),
-            workflow_type: None,
+            ..RunFilter::default()
         };
         let failed = store.list_runs(&failed, None, 10).await.unwrap();
         assert_eq!(failed.len(), 1);
         assert_eq!(failed[0].error.as_ref().unwrap().kind, "Boom");
         let other_type = RunFilter {
-            status: None,
             workflow_type: Some("Other".into()),
+            ..RunFilter::default()
         };
         assert!(
             store
@@ -426,6 +476,49 @@ async fn runs_are_listed_newest_first_filtered_and_paged() {
                 .is_empty()
         );
         assert_eq!(store.running_runs().await.unwrap().len(), 4);
+        let prefix = |p: &str| RunFilter {
+            workflow_id_prefix: Some(p.into()),
+            ..RunFilter::default()
+        };
+        let ids: Vec<String> = store
+            .list_runs(&prefix("wf3"), None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.run_id)
+            .collect();
+        assert_eq!(ids, ["r3"]);
+        assert!(
+            store
+                .list_runs(&prefix("wf%"), None, 10)
+                .await
+                .unwrap()
+                .is_empty(),
+            "no wildcards"
+        );
+        let mut counts = store.count_runs(&all).await.unwrap();
+        counts.sort_by_key(|(s, _)| s.as_str());
+        assert_eq!(counts, [(RunStatus::Failed, 1), (RunStatus::Running, 4)]);
+        assert_eq!(
+            store.count_runs(&prefix("wf3")).await.unwrap(),
+            [(RunStatus::Failed, 1)]
+        );
+        let modules = store.modules().await.unwrap();
+        assert_eq!(modules.len(), 1);
+        assert_eq!(
+            (
+                modules[0].size_bytes,
+                modules[0].newest,
+                modules[0].running_runs,
+                modules[0].closed_runs
+            ),
+            (15, true, 4, 1)
+        );
+        assert_eq!(store.runs_numbered("wf2", 1).await.unwrap().len(), 1);
+        assert!(store.child_runs("r1").await.unwrap().is_empty());
+        let timers = store.run_timers("r1").await.unwrap();
+        assert_eq!(timers.len(), 1);
+        assert_eq!(timers[0].fire_at_ms, 1050);
     })
     .await;
 }
