@@ -422,6 +422,16 @@ async fn the_console_moves_to_its_own_listener_with_http() {
     )
     .await;
     let console = format!("http://127.0.0.1:{http_port}");
+    // The gRPC port answers first; the console's comes up as the server finishes starting.
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, page) = http("GET", &format!("{console}/"), None).await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("<title>weft console</title>"));
@@ -878,24 +888,33 @@ async fn screenshots() {
     }
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/screenshots");
     std::fs::create_dir_all(&out).unwrap();
-    browser.set_window_size(1400, 900).await.unwrap();
-    for (page, file, ready) in [
+    for (page, file, height, ready) in [
         (
             "#/runs",
             "runs.png",
+            600,
             "document.querySelectorAll('#runs tbody tr').length === 6",
         ),
         (
             "#/run/greet-1",
             "run.png",
+            1500,
             "document.querySelector('#timeline svg')",
         ),
         (
             "#/run/approval-7",
             "run-waiting.png",
+            1500,
             "document.querySelector('#awaited-signals')",
         ),
+        (
+            "#/run/trip-42",
+            "run-failed.png",
+            1900,
+            "document.querySelector('#event-table tr.log')",
+        ),
     ] {
+        browser.set_window_size(1400, height).await.unwrap();
         browser.goto(&format!("{}/{page}", f.http)).await.unwrap();
         wait_until(&browser, page, ready).await;
         let png = browser.screenshot().await.unwrap();

@@ -40,6 +40,13 @@ function append(el, children) {
   }
 }
 
+// Replaces an element's children; like `h`, skips null and false (replaceChildren would
+// write them as the text "null").
+function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
 const main = () => document.getElementById("main");
 
 // ---------- formatting ----------
@@ -148,7 +155,7 @@ function route() {
     else a.removeAttribute("aria-current");
   }
   const root = main();
-  root.replaceChildren();
+  fill(root);
   if (parts[0] === "run" && parts[1] !== undefined) return runPage(root, parts[1], params.get("run_id") || "");
   if (parts[0] === "modules") return modulesPage(root, params);
   if (parts[0] === "queues") return queuesPage(root);
@@ -202,7 +209,7 @@ function runsPage(root, params) {
 
   api("modules").then((m) => {
     const names = [...new Set(m.modules.map((x) => x.workflow_type))];
-    types.replaceChildren(...names.map((n) => h("option", { value: n })));
+    fill(types, ...names.map((n) => h("option", { value: n })));
   }).catch(() => {});
 
   const load = async () => {
@@ -214,20 +221,20 @@ function runsPage(root, params) {
     if (token) q.set("page_token", token);
     q.set("page_size", "100");
     const [c, page] = await Promise.all([api(`runs/counts?${cq}`), api(`runs?${q}`)]);
-    counts.replaceChildren(
+    fill(counts,
       h("li", {}, h("button", { type: "button", "aria-pressed": String(!filter.status), dataset: { status: "" }, onclick: () => go({ ...filter, status: "" }) }, "All", h("span", { class: "n" }, c.total))),
       ...STATUSES.filter((st) => c.counts[st] || st === "running").map((st) =>
         h("li", {}, h("button", {
           type: "button", "aria-pressed": String(filter.status === st), dataset: { status: st },
           onclick: () => go({ ...filter, status: st }),
         }, STATUS_LABEL[st], h("span", { class: "n" }, c.counts[st] || 0)))));
-    table.replaceChildren(runsTable(page.runs));
-    pager.replaceChildren(
+    fill(table, runsTable(page.runs));
+    fill(pager,
       tokens.length ? h("button", { type: "button", onclick: () => go(filter, tokens.slice(0, -1)) }, "← Newer") : null,
       page.next_page_token ? h("button", { type: "button", onclick: () => go(filter, [...tokens, page.next_page_token]) }, "Older →") : null,
       h("span", { class: "muted" }, `${page.runs.length} shown`));
   };
-  load().catch((e) => table.replaceChildren(errorBox(e)));
+  load().catch((e) => fill(table, errorBox(e)));
   every(POLL_MS, load);
 }
 
@@ -280,7 +287,7 @@ function runPage(root, workflowId, runId) {
     renderTimeline(timeline, d, hist.history);
     renderEvents(events, hist);
   };
-  load().catch((e) => head.replaceChildren(h("h1", {}, workflowId), errorBox(e)));
+  load().catch((e) => fill(head, h("h1", {}, workflowId), errorBox(e)));
   every(POLL_MS, load);
 }
 
@@ -329,7 +336,7 @@ function renderHead(head, d) {
   const children = d.children.length ? [
     h("h2", {}, `Children (${d.children.length})`),
     h("ul", {}, d.children.map((c) => h("li", {}, runLink(c.workflow_id, c.run_id), " ", badge(c.status), ` ${c.workflow_type}`)))] : [];
-  head.replaceChildren(h("h1", { id: "run-title" }, r.workflow_id), summary, payloads, ...children);
+  fill(head, h("h1", { id: "run-title" }, r.workflow_id), summary, payloads, ...children);
 }
 
 const confirmDialog = (title, text, okLabel) => new Promise((resolve) => {
@@ -347,13 +354,13 @@ const confirmDialog = (title, text, okLabel) => new Promise((resolve) => {
 function renderActions(section, d, notice, reload) {
   const r = d.run;
   const enc = encodeURIComponent(r.workflow_id);
-  const show = (text, bad) => notice.replaceChildren(h("p", { class: bad ? "notice bad" : "notice" }, text));
+  const show = (text, bad) => fill(notice, h("p", { class: bad ? "notice bad" : "notice" }, text));
   const download = h("a", {
     id: "download-history", download: `history-${r.run_id}.json`,
     href: `/api/v1/workflows/${enc}/history.json?run_id=${encodeURIComponent(r.run_id)}`,
   }, "Download history (weft replay file)");
   if (r.status !== "running") {
-    section.replaceChildren(h("h2", { id: "actions-h" }, "Actions"), h("div", { class: "actions" }, download));
+    fill(section, h("h2", { id: "actions-h" }, "Actions"), h("div", { class: "actions" }, download));
     return;
   }
   const signalName = h("input", { id: "signal-name", name: "signal", required: true, autocomplete: "off", list: "awaited" });
@@ -392,7 +399,7 @@ function renderActions(section, d, notice, reload) {
       await reload();
     } catch (err) { show(`${err.code}: ${err.message}`, true); }
   };
-  section.replaceChildren(h("h2", { id: "actions-h" }, "Actions"), h("div", { class: "actions" },
+  fill(section, h("h2", { id: "actions-h" }, "Actions"), h("div", { class: "actions" },
     signalForm,
     h("div", { class: "group" },
       h("button", { type: "button", id: "cancel-run", onclick: ask("Cancel", "Cancel this run?", "What the run waits on completes as cancelled; the workflow may clean up, then closes as cancelled.") }, "Cancel…"),
@@ -403,7 +410,7 @@ function renderActions(section, d, notice, reload) {
 function renderPending(section, d) {
   const parts = [h("h2", { id: "pending-h" }, "Pending work")];
   if (d.run.status !== "running") {
-    section.replaceChildren(...parts, h("p", { class: "muted" }, "Nothing: the run is closed."));
+    fill(section, ...parts, h("p", { class: "muted" }, "Nothing: the run is closed."));
     return;
   }
   if (d.pending_activities.length) {
@@ -430,7 +437,7 @@ function renderPending(section, d) {
   const running = d.children.filter((c) => c.status === "running");
   if (running.length) parts.push(h("p", {}, `Child runs: `, running.map((c) => [runLink(c.workflow_id, c.run_id), " "])));
   if (parts.length === 1) parts.push(h("p", { class: "muted" }, "Nothing pending."));
-  section.replaceChildren(...parts);
+  fill(section, ...parts);
 }
 
 // ---------- the timeline ----------
@@ -535,7 +542,7 @@ function renderTimeline(section, d, history) {
     [["ok", "completed"], ["failed", "failed"], ["timedout", "timed out"], ["cancelled", "cancelled"], ["running", "running / waiting"], ["timer", "timer"], ["signal", "signal"], ["child", "child run"]]
       .map(([c, t]) => h("span", { class: c }, t)));
   if (!rows.length) {
-    section.replaceChildren(heading, h("p", { class: "muted" }, "No activities, timers, child runs or signal waits yet."));
+    fill(section, heading, h("p", { class: "muted" }, "No activities, timers, child runs or signal waits yet."));
     return;
   }
   const expanded = section.dataset.expanded === "true";
@@ -546,7 +553,7 @@ function renderTimeline(section, d, history) {
     onclick: () => { section.dataset.expanded = String(!expanded); renderTimeline(section, d, history); },
   }, expanded ? "Group by name" : `Show all ${rows.length} operations`) : null;
   container.append(drawTimeline(display, start, end, grouped || rows.length > GROUP_OVER ? 10 : 18));
-  section.replaceChildren(heading, legend, toggle, container);
+  fill(section, heading, legend, toggle, container);
   section.dataset.renderMs = String(Math.round(performance.now() - t0));
 }
 
@@ -641,7 +648,7 @@ function renderEvents(section, hist) {
       h("td", {}, details)));
     rows.push(...logRows(e.seq));
   }
-  section.replaceChildren(
+  fill(section,
     h("h2", { id: "events-h" }, `Events (${events.length})`),
     hist.logs_error ? h("p", { class: "notice bad" }, `Log lines unavailable: ${hist.logs_error}`) : null,
     h("table", { id: "event-table" },
@@ -660,7 +667,7 @@ function modulesPage(root, params) {
   const result = h("div", { id: "upload-result", role: "status", "aria-live": "polite" });
   const load = async () => {
     const m = await api("modules");
-    list.replaceChildren(modulesTable(m.modules, highlight));
+    fill(list, modulesTable(m.modules, highlight));
     const row = highlight && list.querySelector("tr.highlight");
     if (row && !row.dataset.scrolled) { row.scrollIntoView({ block: "center" }); row.dataset.scrolled = "1"; }
   };
@@ -668,21 +675,21 @@ function modulesPage(root, params) {
     class: "inline", id: "upload-form",
     onsubmit: async (e) => {
       e.preventDefault();
-      result.replaceChildren();
+      fill(result);
       const file = fileInput.files[0];
       const type = typeInput.value.trim();
-      if (!type || !file) { result.replaceChildren(h("p", { class: "error" }, "Name the workflow type and choose a .wasm component.")); return; }
+      if (!type || !file) { fill(result, h("p", { class: "error" }, "Name the workflow type and choose a .wasm component.")); return; }
       try {
         const bytes = await file.arrayBuffer();
         const r = await api(`modules?type=${encodeURIComponent(type)}`, { method: "POST", body: bytes });
-        result.replaceChildren(h("p", { class: "notice" }, `Uploaded ${file.name} as ${type}: module `, h("code", {}, r.module_id)));
+        fill(result, h("p", { class: "notice" }, `Uploaded ${file.name} as ${type}: module `, h("code", {}, r.module_id)));
         await load();
-      } catch (err) { result.replaceChildren(errorBox(err)); }
+      } catch (err) { fill(result, errorBox(err)); }
     },
   }, h("label", {}, "Workflow type", typeInput), h("label", {}, "Component (.wasm)", fileInput),
   h("button", { type: "submit", class: "primary" }, "Upload"));
   root.append(h("h1", {}, "Modules"), list, h("h2", {}, "Upload a module"), form, result);
-  load().catch((e) => list.replaceChildren(errorBox(e)));
+  load().catch((e) => fill(list, errorBox(e)));
   every(POLL_MS * 2, load);
 }
 
@@ -709,8 +716,8 @@ function queuesPage(root) {
     list);
   const load = async () => {
     const q = await api("queues");
-    if (!q.queues.length) { list.replaceChildren(h("p", { class: "muted" }, "No task queue has tasks or workers.")); return; }
-    list.replaceChildren(...q.queues.map((queue) => h("section", { class: "queue", dataset: { queue: queue.name } },
+    if (!q.queues.length) { fill(list, h("p", { class: "muted" }, "No task queue has tasks or workers.")); return; }
+    fill(list, ...q.queues.map((queue) => h("section", { class: "queue", dataset: { queue: queue.name } },
       h("h2", {}, queue.name),
       h("dl", { class: "summary" },
         h("dt", {}, "Ready"), h("dd", { class: "ready" }, queue.ready_tasks),
@@ -728,6 +735,6 @@ function queuesPage(root) {
               h("td", { class: "num" }, a.failed), h("td", { class: "num" }, a.timed_out), h("td", {}, fmtTime(a.last_at_ms))))))
             : h("p", { class: "muted" }, "No attempt finished on this node yet."))))));
   };
-  load().catch((e) => list.replaceChildren(errorBox(e)));
+  load().catch((e) => fill(list, errorBox(e)));
   every(POLL_MS, load);
 }

@@ -136,6 +136,15 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // Bound first, like the gRPC listener: a busy address fails the start at once.
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .map_err(|error| StartError::HttpListen { addr, error })?,
+        ),
+        None => None,
+    };
     let store: Arc<dyn Store> =
         Arc::new(weft_store::open(&config.database).await.map_err(|error| {
             StartError::Database {
@@ -202,17 +211,10 @@ pub async fn serve(
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let console = http::router(workflow.clone());
     // The console and its API beside gRPC (one port, one URL), or on a listener of their own.
-    let (routes, http_server) = match config.http_listen {
+    let (routes, http_server) = match http_listener {
         None => (tonic::service::Routes::from(console), None),
-        Some(http_addr) => {
-            let http_listener =
-                TcpListener::bind(http_addr)
-                    .await
-                    .map_err(|error| StartError::HttpListen {
-                        addr: http_addr,
-                        error,
-                    })?;
-            tracing::info!(addr = %http_addr, "console listening");
+        Some(http_listener) => {
+            tracing::info!(addr = ?http_listener.local_addr().ok(), "console listening");
             let server = axum::serve(http_listener, console).into_future();
             (tonic::service::Routes::default(), Some(server))
         }
