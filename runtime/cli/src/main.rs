@@ -42,15 +42,15 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Replay a recorded history on a module, offline, and report any divergence.
     Replay(replay_cmd::ReplayArgs),
-    /// Build a workflow crate (or a workspace of them) into Wasm components.
     /// A server on embedded SQLite with the examples uploaded and their workers running.
     Dev(dev_cmd::DevArgs),
     /// Load a running server with hello-activity and 10-activity workflows; report rates and latencies.
     Bench(bench_cmd::BenchArgs),
-    /// Serve the gRPC API (embedded SQLite by default).
+    /// Serve the gRPC API and the web console (embedded SQLite by default).
     Server(server_cmd::ServerArgs),
     #[command(flatten)]
     Client(client_cmd::ClientCommand),
+    /// Build a workflow crate (or a workspace of them) into Wasm components.
     Build {
         /// The crate or workspace directory.
         #[arg(default_value = ".")]
@@ -68,6 +68,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: a piped or collected log stays plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -82,7 +84,10 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            match e.downcast_ref::<tonic::Status>() {
+                Some(status) => eprintln!("error: {}", status_in_words(status)),
+                None => eprintln!("error: {e:#}"),
+            }
             ExitCode::from(exit::USAGE)
         }
     }
@@ -102,4 +107,17 @@ pub(crate) fn load_module(
     engine
         .load(&bytes)
         .map_err(|e| anyhow::anyhow!("module `{}` rejected: {e}", path.display()))
+}
+
+/// `not found: no module is registered ...`: a gRPC status as a person reads it.
+fn status_in_words(status: &tonic::Status) -> String {
+    let code = format!("{:?}", status.code());
+    let mut words = String::new();
+    for (i, c) in code.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            words.push(' ');
+        }
+        words.push(c.to_ascii_lowercase());
+    }
+    format!("{words}: {}", status.message())
 }

@@ -277,3 +277,37 @@ fn golden_histories_replay_clean() {
         dir.display()
     );
 }
+
+/// `weft --help` is pinned by `tests/snapshots/help.txt`; after changing a command's help,
+/// rewrite the file with `WEFT_UPDATE_SNAPSHOTS=1 cargo test -p weft --test cli help`.
+#[test]
+fn help_says_what_each_command_does() {
+    let out = weft(&["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = stdout(&out);
+    let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help.txt");
+    if std::env::var_os("WEFT_UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&snapshot, &help).unwrap();
+    }
+    let pinned = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    assert_eq!(
+        help, pinned,
+        "weft --help changed; see this test's doc to update the snapshot"
+    );
+    for line in help
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+    {
+        if line.trim().is_empty() {
+            break;
+        }
+        let (command, text) = line
+            .trim()
+            .split_once(char::is_whitespace)
+            .unwrap_or((line, ""));
+        assert!(!text.trim().is_empty(), "`weft {command}` has no help text");
+    }
+    let dev = stdout(&weft(&["dev", "--help"]));
+    assert!(dev.starts_with("A server on embedded SQLite"), "{dev}");
+}

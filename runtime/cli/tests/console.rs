@@ -385,6 +385,17 @@ async fn the_json_api_mirrors_grpc(database: &str) {
         (&json!(2), &json!(1))
     );
 
+    // The CLI says the same in words.
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", &f.server.url, "describe", "nope"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "error: not found: no workflow with id `nope`\n"
+    );
+
     // What is not an endpoint says so, as JSON.
     let (status, code, _) = api_error("GET", &format!("{base}/nothing-here"), None).await;
     assert_eq!((status, code.as_str()), (404, "NOT_FOUND"));
@@ -743,6 +754,62 @@ async fn the_console_in_a_real_browser() {
         )
         .await,
         20
+    );
+
+    // A fan-out of 1,000: grouped into one row per name, every bar there on asking.
+    f.start("FanOut", "fan-1000", json!({"n": 1000})).await;
+    f.result("fan-1000").await;
+    browser
+        .goto(&format!("{}/#/run/fan-1000", f.http))
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the timeline",
+        "document.querySelector('#timeline svg')",
+    )
+    .await;
+    assert_eq!(
+        eval(
+            &browser,
+            "document.querySelectorAll('#timeline g.row').length"
+        )
+        .await,
+        1,
+        "1,000 activities of one name make one row"
+    );
+    let label = eval(
+        &browser,
+        "document.querySelector('#timeline g.row text').textContent",
+    )
+    .await;
+    assert!(label.as_str().unwrap().contains("×1000"), "{label}");
+    let grouped_ms = eval(
+        &browser,
+        "document.getElementById('timeline-section').dataset.renderMs",
+    )
+    .await;
+    browser
+        .find(Locator::Id("timeline-toggle"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "every bar",
+        "document.querySelectorAll('#timeline g.row').length === 1000",
+    )
+    .await;
+    let all_ms = eval(
+        &browser,
+        "document.getElementById('timeline-section').dataset.renderMs",
+    )
+    .await;
+    // A figure for BENCHMARKS.md, not an assertion.
+    eprintln!(
+        "timeline of 1,000 activities rendered in {grouped_ms} ms grouped, {all_ms} ms expanded"
     );
 
     // A retried activity shows each attempt; the history download is `weft history --json`.

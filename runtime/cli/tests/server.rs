@@ -386,10 +386,25 @@ async fn child_workflows_and_continue_as_new_run_through_the_server() {
         })
         .await
         .unwrap()
-        .into_inner()
-        .run
-        .unwrap();
-    assert_eq!(child.status, RunStatus::Completed as i32);
+        .into_inner();
+    assert_eq!(child.run.unwrap().status, RunStatus::Completed as i32);
+    assert_eq!(child.parent_workflow_id, "parent");
+    let parent = client
+        .describe_workflow(proto::DescribeWorkflowRequest {
+            workflow_id: "parent".into(),
+            run_id: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(child.parent_run_id, parent.run.unwrap().run_id);
+    let mut children: Vec<String> = parent
+        .children
+        .iter()
+        .map(|c| c.workflow_id.clone())
+        .collect();
+    children.sort();
+    assert_eq!(children, ["parent/0", "parent/1", "parent/2"]);
 
     start(
         &mut client,
@@ -417,6 +432,26 @@ async fn child_workflows_and_continue_as_new_run_through_the_server() {
         .collect();
     counter.sort();
     assert_eq!(counter, [1, 2, 3]);
+    // Each run of the chain links to its neighbours.
+    let run_id = |n: u32| {
+        runs.iter()
+            .find(|r| r.workflow_id == "counter" && r.run_number == n)
+            .unwrap()
+            .run_id
+            .clone()
+    };
+    let middle = client
+        .describe_workflow(proto::DescribeWorkflowRequest {
+            workflow_id: "counter".into(),
+            run_id: run_id(2),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (middle.previous_run_id, middle.next_run_id),
+        (run_id(1), run_id(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -176,7 +176,7 @@ pub async fn serve(
             .await
             .map_err(database_error)?;
     }
-    sweeper::keep_lease(store.as_ref(), &executor, clock.as_ref())
+    sweeper::keep_lease(store.as_ref(), &executor, clock.as_ref(), true)
         .await
         .map_err(|e| StartError::Serve(format!("cannot register node {node}: {e}")))?;
     tokio::spawn(sweeper::run(

@@ -28,7 +28,7 @@ pub(crate) async fn run(
     loop {
         if last_renewal.elapsed() >= RENEW_EVERY {
             last_renewal = tokio::time::Instant::now();
-            if let Err(error) = keep_lease(store.as_ref(), &executor, clock.as_ref()).await {
+            if let Err(error) = keep_lease(store.as_ref(), &executor, clock.as_ref(), false).await {
                 tracing::warn!(%error, "cannot renew this node's lease; trying again");
             }
         }
@@ -39,18 +39,22 @@ pub(crate) async fn run(
     }
 }
 
-/// Renews the node's lease and adopts the runs of nodes whose lease ran out.
+/// Renews the node's lease (registering it on the `first` call) and adopts the runs of nodes
+/// whose lease ran out.
 pub(crate) async fn keep_lease(
     store: &dyn Store,
     executor: &Executor,
     clock: &dyn Clock,
+    first: bool,
 ) -> Result<(), crate::ServerError> {
     let node = executor.node();
     let now = clock.now_ms();
-    if !store
+    let renewed = store
         .renew_node(node, now + NODE_LEASE.as_millis() as u64)
-        .await?
-    {
+        .await?;
+    if first {
+        tracing::info!(node, "node registered");
+    } else if !renewed {
         // Presumed dead while we were away: our runs may belong to others now.
         tracing::warn!(node, "this node's lease had lapsed; re-registered");
         executor.forget_runs().await?;

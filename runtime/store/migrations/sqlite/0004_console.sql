@@ -24,3 +24,5 @@ CREATE INDEX runs_by_status ON runs (status, started_at_ms, run_id);
 CREATE INDEX runs_by_type ON runs (workflow_type, started_at_ms, run_id);
 CREATE INDEX runs_by_parent ON runs (parent_run_id) WHERE parent_run_id IS NOT NULL;
 CREATE INDEX runs_by_module ON runs (module_id, status);
+-- Counts per status of one type (the runs page asks with every refresh).
+CREATE INDEX runs_by_type_status ON runs (workflow_type, status);
