@@ -864,15 +864,31 @@ impl Store for SqlStore {
     }
 
     async fn count_runs(&self, filter: &RunFilter) -> Result<Vec<(RunStatus, u64)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT status, COUNT(*) AS n FROM runs \
-             WHERE ($1 = '' OR workflow_type = $1) AND ($2 = '' OR substr(workflow_id, 1, length($2)) = $2) \
-             GROUP BY status",
-        )
-        .bind(filter.workflow_type.clone().unwrap_or_default())
-        .bind(filter.workflow_id_prefix.clone().unwrap_or_default())
-        .fetch_all(&self.pool)
-        .await?;
+        // Only the filters that are set, so SQLite can count from the (type, status) index
+        // (an `$1 = '' OR ...` condition makes it scan every run).
+        let mut conditions = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(t) = &filter.workflow_type {
+            binds.push(t.clone());
+            conditions.push(format!("workflow_type = ${}", binds.len()));
+        }
+        if let Some(p) = &filter.workflow_id_prefix {
+            binds.push(p.clone());
+            let n = binds.len();
+            conditions.push(format!("substr(workflow_id, 1, length(${n})) = ${n}"));
+        }
+        let clause = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let mut query = sqlx::query(AssertSqlSafe(format!(
+            "SELECT status, COUNT(*) AS n FROM runs {clause} GROUP BY status"
+        )));
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
         rows.iter()
             .map(|row| {
                 let status: String = row.try_get("status")?;
