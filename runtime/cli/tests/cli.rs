@@ -284,12 +284,26 @@ fn golden_histories_replay_clean() {
 fn help_says_what_each_command_does() {
     let out = weft(&["--help"]);
     assert_eq!(out.status.code(), Some(0));
-    let help = stdout(&out);
+    // clap wraps help to the width of a terminal when there is one: compare unwrapped.
+    let unwrap = |text: &str| {
+        let mut lines: Vec<String> = Vec::new();
+        for line in text.lines() {
+            match lines.last_mut() {
+                Some(last) if line.starts_with("          ") => {
+                    last.push(' ');
+                    last.push_str(line.trim_start());
+                }
+                _ => lines.push(line.to_owned()),
+            }
+        }
+        lines.join("\n") + "\n"
+    };
+    let help = unwrap(&stdout(&out));
     let snapshot = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/snapshots/help.txt");
     if std::env::var_os("WEFT_UPDATE_SNAPSHOTS").is_some() {
         std::fs::write(&snapshot, &help).unwrap();
     }
-    let pinned = std::fs::read_to_string(&snapshot).unwrap_or_default();
+    let pinned = unwrap(&std::fs::read_to_string(&snapshot).unwrap_or_default());
     assert_eq!(
         help, pinned,
         "weft --help changed; see this test's doc to update the snapshot"

@@ -539,6 +539,12 @@ async fn wait_until(browser: &Client, what: &str, expr: &str) {
     panic!("waited 30 s for {what} ({expr}); the page shows:\n{page}");
 }
 
+/// Opens a console page and waits until `ready` holds on it.
+async fn visit(browser: &Client, base: &str, page: &str, what: &str, ready: &str) {
+    browser.goto(&format!("{base}/{page}")).await.unwrap();
+    wait_until(browser, what, ready).await;
+}
+
 async fn eval(browser: &Client, expr: &str) -> Value {
     browser
         .execute(&format!("return {expr};"), vec![])
@@ -576,9 +582,10 @@ async fn the_console_in_a_real_browser() {
     }
 
     // Runs: every run with its status, the counts, and the status filter.
-    browser.goto(&format!("{}/#/runs", f.http)).await.unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/runs",
         "six runs",
         "document.querySelectorAll('#runs tbody tr').length === 6",
     )
@@ -632,12 +639,10 @@ async fn the_console_in_a_real_browser() {
     .await;
 
     // A failed saga: its error, and the guest's log line among the events.
-    browser
-        .goto(&format!("{}/#/run/saga-1", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/run/saga-1",
         "the saga's events",
         "document.querySelectorAll('#event-table tbody tr').length > 0",
     )
@@ -662,12 +667,10 @@ async fn the_console_in_a_real_browser() {
 
     // The approval run: the awaited signal; a payload that is not JSON is refused on the
     // page; `approve` sent from the page turns the run completed without a reload.
-    browser
-        .goto(&format!("{}/#/run/approval-1", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/run/approval-1",
         "the awaited signal",
         "document.querySelector('#awaited-signals .signal-name').textContent === 'approve'",
     )
@@ -729,12 +732,10 @@ async fn the_console_in_a_real_browser() {
     assert_eq!(output["approver"], "ann");
 
     // The fan-out's timeline: one bar per activity.
-    browser
-        .goto(&format!("{}/#/run/fan-20", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/run/fan-20",
         "the timeline",
         "document.querySelector('#timeline svg')",
     )
@@ -759,12 +760,10 @@ async fn the_console_in_a_real_browser() {
     // A fan-out of 1,000: grouped into one row per name, every bar there on asking.
     f.start("FanOut", "fan-1000", json!({"n": 1000})).await;
     f.result("fan-1000").await;
-    browser
-        .goto(&format!("{}/#/run/fan-1000", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/run/fan-1000",
         "the timeline",
         "document.querySelector('#timeline svg')",
     )
@@ -813,12 +812,10 @@ async fn the_console_in_a_real_browser() {
     );
 
     // A retried activity shows each attempt; the history download is `weft history --json`.
-    browser
-        .goto(&format!("{}/#/run/greet-1", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/run/greet-1",
         "the timeline",
         "document.querySelector('#timeline svg')",
     )
@@ -846,12 +843,10 @@ async fn the_console_in_a_real_browser() {
     replays_clean(dir.path(), &h, weft_tests::HELLO_ACTIVITY);
 
     // The hostile run's own page shows the id as text.
-    browser
-        .goto(&format!("{}/#/run/{}", f.http, enc(HOSTILE_ID)))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        &format!("#/run/{}", enc(HOSTILE_ID)),
         "the hostile run",
         "document.getElementById('run-title')",
     )
@@ -872,12 +867,10 @@ async fn the_console_in_a_real_browser() {
         weft_tests::component_importing("wasi:clocks/wall-clock@0.2.0"),
     )
     .unwrap();
-    browser
-        .goto(&format!("{}/#/modules", f.http))
-        .await
-        .unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/modules",
         "the modules",
         "document.querySelectorAll('#modules tbody tr').length === 4",
     )
@@ -911,9 +904,10 @@ async fn the_console_in_a_real_browser() {
     .await;
 
     // Task queues: the hello worker and its outcomes.
-    browser.goto(&format!("{}/#/queues", f.http)).await.unwrap();
-    wait_until(
+    visit(
         &browser,
+        &f.http,
+        "#/queues",
         "the hello queue",
         "document.querySelector(\"section.queue[data-queue='hello-activity-task-queue']\")",
     )
@@ -982,8 +976,7 @@ async fn screenshots() {
         ),
     ] {
         browser.set_window_size(1400, height).await.unwrap();
-        browser.goto(&format!("{}/{page}", f.http)).await.unwrap();
-        wait_until(&browser, page, ready).await;
+        visit(&browser, &f.http, page, page, ready).await;
         let png = browser.screenshot().await.unwrap();
         std::fs::write(out.join(file), png).unwrap();
     }

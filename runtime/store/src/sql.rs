@@ -180,6 +180,14 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
     })
 }
 
+fn timer_from_row(row: &AnyRow) -> Result<TimerRecord, StoreError> {
+    Ok(TimerRecord {
+        run_id: row.try_get("run_id")?,
+        handle: row.try_get::<i64, _>("handle")? as u32,
+        fire_at_ms: u(row.try_get("fire_at_ms")?),
+    })
+}
+
 impl SqlStore {
     pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
         SqlStore {
@@ -769,15 +777,7 @@ impl Store for SqlStore {
         .bind(node)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TimerRecord {
-                    run_id: row.try_get("run_id")?,
-                    handle: row.try_get::<i64, _>("handle")? as u32,
-                    fire_at_ms: u(row.try_get("fire_at_ms")?),
-                })
-            })
-            .collect()
+        rows.iter().map(timer_from_row).collect()
     }
 
     fn single_node(&self) -> bool {
@@ -918,15 +918,7 @@ impl Store for SqlStore {
         .bind(run_id)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(TimerRecord {
-                    run_id: row.try_get("run_id")?,
-                    handle: row.try_get::<i64, _>("handle")? as u32,
-                    fire_at_ms: u(row.try_get("fire_at_ms")?),
-                })
-            })
-            .collect()
+        rows.iter().map(timer_from_row).collect()
     }
 
     async fn run_attempts(&self, run_id: &str) -> Result<Vec<AttemptRecord>, StoreError> {
