@@ -51,7 +51,11 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
         let listener = tokio::net::TcpListener::bind(args.listen)
             .await
             .with_context(|| format!("cannot listen on {}", args.listen))?;
-        let config = ServerConfig { database: args.database.clone(), ..ServerConfig::default() };
+        let config = ServerConfig {
+            database: args.database.clone(),
+            otlp_endpoint: weft_telemetry::traces::endpoint(None),
+            ..ServerConfig::default()
+        };
         let server = tokio::spawn(serve(config, listener, async {
             let _ = tokio::signal::ctrl_c().await;
         }));

@@ -32,6 +32,10 @@ pub(crate) mod exit {
 struct Cli {
     #[command(flatten)]
     server: client_cmd::Server,
+    /// Log lines as `text` (for people) or `json` (one object per line, for log shippers);
+    /// the level is set by WEFT_LOG (e.g. `info`, `weft_server=debug`).
+    #[arg(long, global = true, env = "WEFT_LOG_FORMAT", default_value = "text")]
+    log_format: weft_telemetry::logs::LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -62,16 +66,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour only for a person at a terminal: a piped or collected log stays plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let cli = Cli::parse();
+    weft_telemetry::logs::init(cli.log_format, "warn");
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
         Command::Replay(args) => replay_cmd::replay(args),

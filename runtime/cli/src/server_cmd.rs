@@ -15,7 +15,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
-    /// sweep_interval_ms, fuel_per_activation, max_memory_mib. Flags and env vars override it.
+    /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint. Flags
+    /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
     /// Address to serve gRPC on [default: 127.0.0.1:7233].
@@ -35,6 +36,13 @@ pub struct ServerArgs {
     /// This node's id among the servers sharing a PostgreSQL database [default: random].
     #[arg(long, env = "WEFT_NODE_ID")]
     node_id: Option<String>,
+    /// Do not record metrics (`/metrics` answers 404).
+    #[arg(long, env = "WEFT_NO_METRICS")]
+    no_metrics: bool,
+    /// Send traces to this OpenTelemetry collector over OTLP/gRPC, e.g. http://127.0.0.1:4317
+    /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no traces are sent].
+    #[arg(long, env = "WEFT_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
 }
 
 /// The config file. Unknown keys are an error, so a typo does not go unnoticed.
@@ -49,6 +57,8 @@ struct ConfigFile {
     sweep_interval_ms: Option<u64>,
     fuel_per_activation: Option<u64>,
     max_memory_mib: Option<usize>,
+    metrics: Option<bool>,
+    otlp_endpoint: Option<String>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -88,6 +98,8 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         engine,
         node_id: args.node_id.or(file.node_id),
         http_listen: args.http.or(file.http),
+        metrics: !args.no_metrics && file.metrics.unwrap_or(true),
+        otlp_endpoint: weft_telemetry::traces::endpoint(args.otlp_endpoint.or(file.otlp_endpoint)),
     };
     Ok((listen, config))
 }
@@ -104,7 +116,9 @@ pub fn server(args: ServerArgs) -> anyhow::Result<u8> {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        serve(config, listener, shutdown).await?;
+        let served = serve(config, listener, shutdown).await;
+        weft_telemetry::traces::flush();
+        served?;
         Ok(0)
     })
 }
@@ -121,6 +135,8 @@ mod tests {
             database: database.map(str::to_owned),
             max_cached_runs: None,
             node_id: None,
+            no_metrics: false,
+            otlp_endpoint: None,
         }
     }
 

@@ -1,11 +1,16 @@
 //! Dynamic batching: embedding requests from many concurrent activities are merged into one
 //! forward pass, up to `max_batch` texts or until `max_wait` has passed since the first one
 //! arrived, then each request gets its own rows back.
+//!
+//! Each forward pass is measured (`weft_inference_batch_size`, `weft_inference_forward_seconds`,
+//! `weft_inference_texts_total`) and, for a request made inside a traced activity, recorded as
+//! a `model forward pass` span under the activity's span.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
+use weft_worker::telemetry::traces::{self, Attribute, Finished, Kind, TraceContext};
 
 use crate::model::{Embedded, Embedder, ModelError};
 
@@ -30,6 +35,27 @@ impl Default for BatchConfig {
 struct Request {
     texts: Vec<String>,
     reply: oneshot::Sender<Result<Embedded, Arc<ModelError>>>,
+    /// The span of the activity that asked (when it is traced).
+    trace: Option<TraceContext>,
+}
+
+const BATCH_SIZE: &str = "weft_inference_batch_size";
+const BATCH_CAPACITY: &str = "weft_inference_batch_capacity";
+const FORWARD_SECONDS: &str = "weft_inference_forward_seconds";
+const TEXTS: &str = "weft_inference_texts_total";
+
+fn describe_metrics(max_batch: usize) {
+    metrics::describe_histogram!(BATCH_SIZE, "Texts per forward pass.");
+    metrics::describe_gauge!(
+        BATCH_CAPACITY,
+        "Most texts one forward pass takes (--max-batch); batch fill is batch size over this."
+    );
+    metrics::describe_histogram!(FORWARD_SECONDS, "Time of one batched forward pass.");
+    metrics::describe_counter!(
+        TEXTS,
+        "Texts embedded; rate() of it is the texts per second."
+    );
+    metrics::gauge!(BATCH_CAPACITY).set(max_batch as f64);
 }
 
 /// Figures of the batches run so far.
@@ -107,8 +133,13 @@ impl Batcher {
     pub async fn embed(&self, texts: Vec<String>) -> Result<Embedded, Arc<ModelError>> {
         let (reply, rx) = oneshot::channel();
         let stopped = || Arc::new(ModelError::Inference("the batching loop stopped".into()));
+        let trace = TraceContext::of(&opentelemetry::Context::current());
         self.tx
-            .send(Request { texts, reply })
+            .send(Request {
+                texts,
+                reply,
+                trace,
+            })
             .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -127,6 +158,7 @@ async fn run(
     stats: Arc<std::sync::Mutex<BatchStats>>,
 ) {
     let max_batch = config.max_batch.max(1);
+    describe_metrics(max_batch);
     while let Some(first) = rx.recv().await {
         let mut count = first.texts.len();
         let mut batch = vec![first];
@@ -145,6 +177,7 @@ async fn run(
         }
         let texts: Vec<String> = batch.iter().flat_map(|r| r.texts.clone()).collect();
         let model = embedder.clone();
+        let (wall, started) = (std::time::SystemTime::now(), std::time::Instant::now());
         // Inference is CPU-bound: off the async threads. One request larger than a batch
         // is run in slices of `max_batch`.
         let result = tokio::task::spawn_blocking(move || {
@@ -161,10 +194,31 @@ async fn run(
         })
         .await
         .unwrap_or_else(|e| Err(ModelError::Inference(format!("inference panicked: {e}"))));
+        let elapsed = started.elapsed();
         {
             let mut s = stats.lock().unwrap_or_else(|p| p.into_inner());
             s.batches += 1;
             s.texts += count as u64;
+        }
+        metrics::histogram!(BATCH_SIZE).record(count as f64);
+        metrics::histogram!(FORWARD_SECONDS).record(elapsed.as_secs_f64());
+        metrics::counter!(TEXTS).increment(count as u64);
+        for request in &batch {
+            if let Some(parent) = &request.trace {
+                traces::record(Finished {
+                    name: "model forward pass".into(),
+                    kind: Kind::Internal,
+                    parent,
+                    span_id: None,
+                    start: wall,
+                    end: wall + elapsed,
+                    attributes: vec![
+                        Attribute::new("weft.inference.batch_size", count as i64),
+                        Attribute::new("weft.inference.texts", request.texts.len() as i64),
+                    ],
+                    error: result.as_ref().err().map(|e| e.to_string()),
+                });
+            }
         }
         match result {
             Ok(mut all) => {

@@ -42,6 +42,17 @@ struct Args {
     /// Seconds a shutdown waits for running activities before handing them back.
     #[arg(long, default_value_t = 10)]
     drain_timeout_s: u64,
+    /// Serve Prometheus metrics (tasks, batch sizes, forward-pass time, texts) on this
+    /// address, e.g. 127.0.0.1:9464.
+    #[arg(long, env = "WEFT_METRICS")]
+    metrics: Option<std::net::SocketAddr>,
+    /// Send traces to this OpenTelemetry collector over OTLP/gRPC
+    /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no traces].
+    #[arg(long, env = "WEFT_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+    /// Log lines as `text` or `json`.
+    #[arg(long, env = "WEFT_LOG_FORMAT", default_value = "text")]
+    log_format: weft_worker::telemetry::logs::LogFormat,
     #[command(subcommand)]
     command: Option<Sub>,
 }
@@ -54,14 +65,8 @@ enum Sub {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    weft_worker::telemetry::logs::init(args.log_format, "info");
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -69,7 +74,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(args)) {
+    let served = runtime.block_on(serve(args));
+    weft_worker::telemetry::traces::flush();
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("weft-inference: {e:#}");
@@ -79,6 +86,13 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    use weft_worker::telemetry;
+    if let Some(addr) = args.metrics {
+        telemetry::metrics::serve(addr)?;
+    }
+    if let Some(endpoint) = telemetry::traces::endpoint(args.otlp_endpoint.clone()) {
+        telemetry::traces::install(&endpoint, "weft-inference")?;
+    }
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     let started = Instant::now();
     let embedder = Arc::new(Embedder::load(&dir)?);

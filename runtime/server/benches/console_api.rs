@@ -146,6 +146,7 @@ fn closed_run(i: u64) -> StepWrite {
             history_length: 0,
             parent: None,
             owner: None,
+            trace_context: None,
         }),
         events: vec![event(1, EventKind::RunStarted), event(2, terminal.clone())],
         close: Some(RunClose {

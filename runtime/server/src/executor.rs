@@ -42,6 +42,8 @@ pub struct StartRequest {
     pub input: Payload,
     pub task_queue: String,
     pub return_existing: bool,
+    /// W3C `traceparent` of the starter's span; the run's span becomes its child.
+    pub trace_context: Option<String>,
 }
 
 /// What was started.
@@ -272,6 +274,8 @@ struct State {
     waiters: Arc<CloseWaiters>,
     /// Workflow ids whose runs close in the batch being built; announced once it commits.
     closed_in_batch: Vec<(String, ClosedRun)>,
+    /// The same closes with their runs, for metrics and the runs' spans.
+    closed_records: Vec<(RunRecord, RunClose)>,
     queues: Arc<QueueNotify>,
 }
 
@@ -318,6 +322,7 @@ impl Executor {
             max_cached: max_cached.max(1),
             waiters: waiters.clone(),
             closed_in_batch: Vec::new(),
+            closed_records: Vec::new(),
             queues: queues.clone(),
         };
         tokio::spawn(state.run(rx));
@@ -616,12 +621,23 @@ impl State {
         let committed = if out.is_empty() {
             Ok(())
         } else {
-            self.store.commit(&out).await
+            let started = std::time::Instant::now();
+            let committed = self.store.commit(&out).await;
+            crate::telemetry::committed(out.steps.len(), started.elapsed());
+            committed
         };
         match committed {
             Ok(()) => {
                 for (workflow_id, closed) in self.closed_in_batch.drain(..) {
                     self.waiters.closed(&workflow_id, closed);
+                }
+                for step in &out.steps {
+                    if let Some(created) = &step.create {
+                        crate::telemetry::run_started(created);
+                    }
+                }
+                for (record, close) in self.closed_records.drain(..) {
+                    crate::telemetry::run_closed(&record, &close);
                 }
                 for step in &out.steps {
                     for task in &step.new_tasks {
@@ -646,6 +662,7 @@ impl State {
             Err(error) => {
                 tracing::error!(%error, steps = out.steps.len(), "batch commit failed; evicting its runs");
                 self.closed_in_batch.clear();
+                self.closed_records.clear();
                 if matches!(error, StoreError::NotOwner { .. }) {
                     // Other runs of this node may have been adopted too.
                     self.runs.clear();
@@ -840,6 +857,7 @@ impl State {
             history_length: 0,
             parent,
             owner: Some(self.node.clone()),
+            trace_context: request.trace_context.clone(),
         };
         let run = WorkflowRun::start(
             &self.engine,
@@ -928,6 +946,7 @@ impl State {
             .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
         let module = self.module(&record.module_id).await?;
         let seen = history.events.len();
+        let (wall, started) = (std::time::SystemTime::now(), std::time::Instant::now());
         let mut run = WorkflowRun::resume(&self.engine, &module, history, self.options())
             .map_err(|e| ServerError::Internal(e.to_string()))?;
         match run.activate() {
@@ -938,6 +957,7 @@ impl State {
                 )));
             }
         }
+        crate::telemetry::replayed(&record, wall, started.elapsed(), seen);
         tracing::debug!(run_id, events = seen, "rebuilt run from history");
         Ok(CachedRun { run, record, seen })
     }
@@ -949,13 +969,21 @@ impl State {
         step: &mut StepWrite,
         follow_ups: &mut Vec<Command>,
     ) -> Result<(), ServerError> {
-        let activation = cached
-            .run
-            .activate()
-            .map_err(|e| ServerError::Internal(format!("run {}: {e}", cached.record.run_id)))?;
+        let (wall, started) = (std::time::SystemTime::now(), std::time::Instant::now());
+        let activation = cached.run.activate();
+        let elapsed = started.elapsed();
+        let activation = match activation {
+            Ok(activation) => activation,
+            Err(e) => {
+                let error = format!("run {}: {e}", cached.record.run_id);
+                crate::telemetry::activated(&cached.record, wall, elapsed, 0, Some(error.clone()));
+                return Err(ServerError::Internal(error));
+            }
+        };
         let events: Vec<Event> = cached
             .run
             .with_history(|h| h.events[cached.seen..].to_vec());
+        crate::telemetry::activated(&cached.record, wall, elapsed, events.len(), None);
         cached.seen += events.len();
         let record = cached.record.clone();
         for event in &events {
@@ -976,6 +1004,7 @@ impl State {
                     input: input.clone(),
                     options: options.clone(),
                     scheduled_at_ms: event.timestamp_ms,
+                    trace_context: crate::telemetry::child_trace_context(&record),
                 }),
                 EventKind::TimerStarted {
                     handle,
@@ -1007,6 +1036,7 @@ impl State {
                             .clone()
                             .unwrap_or_else(|| record.task_queue.clone()),
                         return_existing: false,
+                        trace_context: crate::telemetry::child_trace_context(&record),
                     },
                     run_number: 1,
                     parent: Some((record.run_id.clone(), *handle)),
@@ -1072,6 +1102,7 @@ impl State {
         if self.running_ids.get(&record.workflow_id) == Some(&record.run_id) {
             self.running_ids.remove(&record.workflow_id);
         }
+        self.closed_records.push((record.clone(), close.clone()));
         step.close = Some(close);
         let completion = match outcome {
             RunOutcome::ContinuedAsNew(input) => {
@@ -1082,6 +1113,7 @@ impl State {
                         input: input.clone(),
                         task_queue: record.task_queue.clone(),
                         return_existing: false,
+                        trace_context: crate::telemetry::child_trace_context(&record),
                     },
                     run_number: record.run_number + 1,
                     parent: record.parent.clone(),

@@ -11,6 +11,7 @@ pub mod executor;
 mod http;
 pub mod queue_activity;
 mod sweeper;
+pub mod telemetry;
 mod worker_service;
 mod workflow_service;
 
@@ -96,6 +97,10 @@ pub struct ServerConfig {
     /// Serve the console and the JSON API on this address of their own instead of beside
     /// gRPC on the main listener.
     pub http_listen: Option<SocketAddr>,
+    /// Record metrics and serve them at `/metrics`.
+    pub metrics: bool,
+    /// Export traces to this OTLP/gRPC collector (`http://host:4317`); none when `None`.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -107,6 +112,8 @@ impl Default for ServerConfig {
             sweep_interval: Duration::from_millis(20),
             node_id: None,
             http_listen: None,
+            metrics: true,
+            otlp_endpoint: None,
         }
     }
 }
@@ -123,6 +130,8 @@ pub enum StartError {
     Engine(#[from] weft_engine::EngineError),
     #[error("cannot serve: {0}")]
     Serve(String),
+    #[error(transparent)]
+    Telemetry(#[from] weft_telemetry::TelemetryError),
     #[error("cannot listen for HTTP on {addr}: {error}")]
     HttpListen {
         addr: SocketAddr,
@@ -145,6 +154,14 @@ pub async fn serve(
         ),
         None => None,
     };
+    if config.metrics {
+        weft_telemetry::metrics::install()?;
+        telemetry::describe();
+    }
+    if let Some(endpoint) = &config.otlp_endpoint {
+        weft_telemetry::traces::install(endpoint, "weft-server")?;
+        tracing::info!(endpoint, "exporting traces over OTLP");
+    }
     let store: Arc<dyn Store> =
         Arc::new(weft_store::open(&config.database).await.map_err(|error| {
             StartError::Database {
@@ -215,13 +232,15 @@ pub async fn serve(
         None => (tonic::service::Routes::from(console), None),
         Some(http_listener) => {
             tracing::info!(addr = ?http_listener.local_addr().ok(), "console listening");
-            let server = axum::serve(http_listener, console).into_future();
+            let server =
+                axum::serve(http_listener, console.layer(telemetry::RequestLayer)).into_future();
             (tonic::service::Routes::default(), Some(server))
         }
     };
     tracing::info!(?addr, node, database = %config.database, "weft server listening");
     let grpc = tonic::transport::Server::builder()
         .accept_http1(true)
+        .layer(telemetry::RequestLayer)
         .add_routes(routes)
         .add_service(health)
         .add_service(reflection_v1)

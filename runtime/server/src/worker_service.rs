@@ -50,9 +50,18 @@ pub(crate) async fn fail_attempt(
     } else {
         Outcome::Failed
     };
-    executor
-        .queue_activity()
-        .attempt_ended(&task.task_queue, &task.activity_name, outcome, now_ms);
+    let message = match &failure {
+        Failure::ActivityFailed(e) | Failure::ChildFailed(e) => e.message.clone(),
+        Failure::TimedOut(what) => what.clone(),
+        Failure::Cancelled => "cancelled".to_owned(),
+    };
+    crate::telemetry::attempt_ended(
+        executor,
+        task,
+        outcome,
+        Some(&format!("{kind}: {message}")),
+        now_ms,
+    );
     let out_of_time = task
         .options
         .schedule_to_close_timeout_ms
@@ -71,11 +80,6 @@ pub(crate) async fn fail_attempt(
             )
             .await
     } else {
-        let message = match &failure {
-            Failure::ActivityFailed(e) | Failure::ChildFailed(e) => e.message.clone(),
-            Failure::TimedOut(what) => what.clone(),
-            Failure::Cancelled => "cancelled".to_owned(),
-        };
         let ended = AttemptFailure {
             kind: kind.to_owned(),
             message,
@@ -183,6 +187,7 @@ impl WorkerService for WorkerApi {
                         .options
                         .start_to_close_timeout_ms
                         .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
+                    let traceparent = crate::telemetry::attempt_claimed(&task, now);
                     tasks.push(proto::ActivityTask {
                         task_token: format!("{}#{}", task.task_id, task.attempt),
                         activity_name: task.activity_name.clone(),
@@ -194,6 +199,7 @@ impl WorkerService for WorkerApi {
                         deadline_ms: now + start_to_close,
                         heartbeat_timeout_ms: task.options.heartbeat_timeout_ms.unwrap_or(0),
                         heartbeat_details: details,
+                        traceparent,
                     });
                 }
                 return Ok(Response::new(proto::PollActivityTaskResponse { tasks }));
@@ -228,10 +234,11 @@ impl WorkerService for WorkerApi {
                 None,
             )
             .await?;
-        self.executor.queue_activity().attempt_ended(
-            &task.task_queue,
-            &task.activity_name,
+        crate::telemetry::attempt_ended(
+            &self.executor,
+            &task,
             Outcome::Completed,
+            None,
             self.clock.now_ms(),
         );
         Ok(Response::new(proto::CompleteActivityTaskResponse {}))

@@ -28,6 +28,13 @@ pub(crate) struct WorkflowApi {
     replay_modules: std::sync::Mutex<std::collections::HashMap<String, WorkflowModule>>,
 }
 
+impl WorkflowApi {
+    /// The Prometheus exposition; `None` when metrics are off.
+    pub(crate) async fn metrics_text(&self) -> Option<String> {
+        crate::telemetry::scrape(self.store.as_ref(), self.clock.now_ms()).await
+    }
+}
+
 /// How many compiled modules [`WorkflowApi`] keeps for log replays.
 const REPLAY_MODULES_KEPT: usize = 16;
 
@@ -368,6 +375,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::StartWorkflowRequest>,
     ) -> Result<Response<proto::StartWorkflowResponse>, Status> {
+        let trace_context = crate::telemetry::caller_trace_context(&request);
         let req = request.into_inner();
         required("workflow_type", &req.workflow_type)?;
         required("workflow_id", &req.workflow_id)?;
@@ -389,6 +397,7 @@ impl WorkflowService for WorkflowApi {
                     req.task_queue
                 },
                 return_existing: req.return_existing,
+                trace_context,
             })
             .await?;
         Ok(Response::new(proto::StartWorkflowResponse {

@@ -62,6 +62,9 @@ pub struct RunRecord {
     pub parent: Option<(String, u32)>,
     /// The node that steps this run (set by the store from the committing node).
     pub owner: Option<String>,
+    /// W3C `traceparent` of the span that started the run (the run's span is its child);
+    /// `None` when tracing was off.
+    pub trace_context: Option<String>,
 }
 
 /// An activity task to create.
@@ -75,6 +78,8 @@ pub struct NewTask {
     pub input: Payload,
     pub options: ActivityOptions,
     pub scheduled_at_ms: u64,
+    /// W3C `traceparent` of the run's span, which the task's attempts are children of.
+    pub trace_context: Option<String>,
 }
 
 /// How long one attempt of an activity may hold its task without a heartbeat or a result:
@@ -111,6 +116,8 @@ pub struct TaskRecord {
     pub last_heartbeat_ms: Option<u64>,
     /// The error of the attempt before this one, if it failed or timed out.
     pub last_error: Option<ErrorInfo>,
+    /// W3C `traceparent` of the run's span, which the task's attempts are children of.
+    pub trace_context: Option<String>,
 }
 
 /// Why an attempt ended without a result, for [`Store::retry_task`](crate::Store::retry_task).

@@ -94,10 +94,10 @@ pub struct SqlStore {
 
 const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
     input, seed, status, output, error_kind, error_message, started_at_ms, closed_at_ms, history_length, \
-    parent_run_id, parent_handle, owner";
+    parent_run_id, parent_handle, owner, trace_context";
 const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
     options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details, claimed_at_ms, \
-    last_heartbeat_ms, last_error_kind, last_error_message";
+    last_heartbeat_ms, last_error_kind, last_error_message, trace_context";
 
 fn corrupt(what: &str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -145,6 +145,7 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
             _ => None,
         },
         owner: row.try_get("owner")?,
+        trace_context: row.try_get("trace_context")?,
     })
 }
 
@@ -177,6 +178,7 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
                 })
             })
             .transpose()?,
+        trace_context: row.try_get("trace_context")?,
     })
 }
 
@@ -226,7 +228,7 @@ impl SqlStore {
     ) -> Result<(), StoreError> {
         let inserted = sqlx::query(AssertSqlSafe(format!(
             "INSERT INTO runs ({RUN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12, $13)"
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12, $13, $14)"
         )))
         .bind(&run.run_id)
         .bind(&run.workflow_id)
@@ -241,6 +243,7 @@ impl SqlStore {
         .bind(run.parent.as_ref().map(|(id, _)| id.clone()))
         .bind(run.parent.as_ref().map(|(_, h)| i64::from(*h)))
         .bind(node)
+        .bind(run.trace_context.clone())
         .execute(&mut **tx)
         .await;
         match inserted {
@@ -316,7 +319,7 @@ impl SqlStore {
         for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
             let mut insert = Statement::new(
                 "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
-                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms) VALUES ",
+                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context) VALUES ",
             );
             for (n, (run_id, task)) in chunk.iter().enumerate() {
                 let options =
@@ -345,6 +348,8 @@ impl SqlStore {
                     .param(Param::Int(i(task.scheduled_at_ms)))
                     .sql(", ")
                     .param(Param::NullableInt(attempt_lease_ms(&task.options).map(i)))
+                    .sql(", ")
+                    .param(Param::NullableText(task.trace_context.clone()))
                     .sql(")");
             }
             insert.execute(tx).await?;

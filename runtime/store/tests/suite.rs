@@ -51,6 +51,8 @@ where
     .unwrap();
 }
 
+const TRACE_CONTEXT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
 fn run(run_id: &str, workflow_id: &str, started_at_ms: u64) -> RunRecord {
     RunRecord {
         run_id: run_id.into(),
@@ -69,6 +71,7 @@ fn run(run_id: &str, workflow_id: &str, started_at_ms: u64) -> RunRecord {
         history_length: 0,
         parent: Some(("parent-run".into(), 3)),
         owner: None,
+        trace_context: Some(TRACE_CONTEXT.into()),
     }
 }
 
@@ -132,6 +135,7 @@ fn first_step(run_id: &str) -> StepWrite {
                 ..Default::default()
             },
             scheduled_at_ms: 1000,
+            trace_context: Some(TRACE_CONTEXT.into()),
         }],
         new_timers: vec![TimerRecord {
             run_id: run_id.into(),
@@ -185,6 +189,7 @@ async fn a_run_and_its_history_round_trip() {
         assert_eq!(stored.history_length, 3);
         assert_eq!(stored.parent, Some(("parent-run".into(), 3)));
         assert_eq!(stored.owner.as_deref(), Some(NODE));
+        assert_eq!(stored.trace_context.as_deref(), Some(TRACE_CONTEXT));
         let history = store.history("r1").await.unwrap().unwrap();
         assert_eq!(history.events, first_step("r1").events);
         history.check().unwrap();
@@ -322,6 +327,7 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
             ("r1/0", "wf", 1)
         );
         assert_eq!(task.options.start_to_close_timeout_ms, Some(10));
+        assert_eq!(task.trace_context.as_deref(), Some(TRACE_CONTEXT));
         assert_eq!(
             task.lease_until_ms,
             Some(1010),

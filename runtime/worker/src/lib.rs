@@ -18,6 +18,13 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Observability: with a metrics recorder installed ([`telemetry::metrics::serve`], e.g.
+//! behind a `--metrics ADDR` flag) the worker counts its tasks (`weft_worker_tasks_total`,
+//! `weft_worker_task_duration_seconds`); with traces installed ([`telemetry::traces::install`])
+//! each activity runs in a span that continues the trace the server sent with the task, and
+//! is the current OpenTelemetry context while the activity runs, so spans the activity makes
+//! (`opentelemetry::global::tracer(..)`) join the workflow's trace.
+//!
 //! On shutdown the worker stops polling and finishes the tasks it holds. A task whose
 //! worker dies is retried by the server when its lease (start-to-close or heartbeat timeout)
 //! runs out; [`ActivityContext::heartbeat`] extends it and saves progress for the next attempt.
@@ -33,6 +40,23 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
 use tonic::transport::Channel;
 use weft_proto::worker_service_client::WorkerServiceClient;
+pub use weft_telemetry as telemetry;
+use weft_telemetry::traces::{self, Attribute, Kind, TraceContext};
+
+const TASKS: &str = "weft_worker_tasks_total";
+const TASK_SECONDS: &str = "weft_worker_task_duration_seconds";
+
+/// Gives the worker's metrics their help text (once a recorder is installed).
+fn describe_metrics() {
+    metrics::describe_counter!(
+        TASKS,
+        "Activity tasks this worker ran, by task_queue, activity and outcome (completed, failed)."
+    );
+    metrics::describe_histogram!(
+        TASK_SECONDS,
+        "Time this worker spent running one activity task, by task_queue and activity."
+    );
+}
 
 /// Why the worker could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -204,6 +228,7 @@ impl Worker {
         concurrency: usize,
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), WorkerError> {
+        describe_metrics();
         let slots = Arc::new(Semaphore::new(concurrency.max(1)));
         let mut running = tokio::task::JoinSet::new();
         // Tokens of the tasks started and not yet reported, to hand back on a timed-out drain.
@@ -245,10 +270,11 @@ impl Worker {
                 let handler = self.activities.get(&task.activity_name).cloned();
                 let client = self.client.clone();
                 let unreported = unreported.clone();
+                let queue = task_queue.to_owned();
                 lock(&unreported).insert(task.task_token.clone());
                 running.spawn(async move {
                     let token = task.task_token.clone();
-                    execute(client, handler, task).await;
+                    execute(client, handler, task, queue).await;
                     lock(&unreported).remove(&token);
                     drop(permit);
                 });
@@ -300,6 +326,7 @@ async fn execute(
     mut client: WorkerServiceClient<Channel>,
     handler: Option<Handler>,
     task: weft_proto::ActivityTask,
+    queue: String,
 ) {
     let token = task.task_token.clone();
     let ctx = ActivityContext {
@@ -311,13 +338,58 @@ async fn execute(
         token: token.clone(),
         client: client.clone(),
     };
+    let span = TraceContext::parse(&task.traceparent).and_then(|parent| {
+        traces::start(
+            format!("run activity {}", task.activity_name),
+            Kind::Consumer,
+            &parent.context(),
+            vec![
+                Attribute::new("weft.workflow_id", task.workflow_id.clone()),
+                Attribute::new("weft.run_id", task.run_id.clone()),
+                Attribute::new("weft.task_queue", queue.clone()),
+                Attribute::new("weft.activity", task.activity_name.clone()),
+                Attribute::new("weft.attempt", i64::from(task.attempt)),
+            ],
+        )
+    });
+    let started = std::time::Instant::now();
     let result = match handler {
-        Some(h) => h(ctx, task.input).await,
+        Some(h) => {
+            let running = h(ctx, task.input);
+            match &span {
+                // The activity's own spans become children of this one.
+                Some(cx) => {
+                    opentelemetry::trace::FutureExt::with_context(running, cx.clone()).await
+                }
+                None => running.await,
+            }
+        }
         None => Err(ActivityError::non_retryable(
             "ActivityNotRegistered",
             format!("this worker has no activity `{}`", task.activity_name),
         )),
     };
+    let outcome = if result.is_ok() {
+        "completed"
+    } else {
+        "failed"
+    };
+    metrics::counter!(TASKS,
+        "task_queue" => queue.clone(),
+        "activity" => task.activity_name.clone(),
+        "outcome" => outcome)
+    .increment(1);
+    metrics::histogram!(TASK_SECONDS,
+        "task_queue" => queue,
+        "activity" => task.activity_name.clone())
+    .record(started.elapsed().as_secs_f64());
+    if let Some(cx) = &span {
+        let error = result
+            .as_ref()
+            .err()
+            .map(|e| format!("{}: {}", e.kind, e.message));
+        traces::finish(cx, Vec::new(), error);
+    }
     // A server that is briefly unavailable gets the result again; anything else is final.
     let mut delay = std::time::Duration::from_millis(100);
     for attempt in 1..=6 {

@@ -115,7 +115,8 @@ impl IntoResponse for ApiError {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-/// The gRPC request for `message`, carrying the HTTP request's credentials as gRPC metadata,
+/// The gRPC request for `message`, carrying the HTTP request's credentials and trace context
+/// as gRPC metadata,
 /// so whatever checks a gRPC call checks an HTTP one the same way.
 fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
@@ -125,6 +126,14 @@ fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
         .and_then(|v| v.parse().ok())
     {
         request.metadata_mut().insert("authorization", value);
+    }
+    // Set by the request layer to the API call's own span: runs started here join its trace.
+    if let Some(value) = headers
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        request.metadata_mut().insert("traceparent", value);
     }
     request
 }

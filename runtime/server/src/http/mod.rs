@@ -7,6 +7,7 @@
 //! uses, so one place decides what a request may do and what it answers.
 //!
 //! - `api`: the JSON API and how gRPC statuses become HTTP errors;
+//! - `/metrics`: the Prometheus exposition (see `telemetry`);
 //! - `assets`: the console's HTML, CSS and JavaScript.
 
 mod api;
@@ -16,7 +17,30 @@ use std::sync::Arc;
 
 use crate::workflow_service::WorkflowApi;
 
-/// The API and the console as one router.
+/// The API, the console and the metrics as one router.
 pub(crate) fn router(api: Arc<WorkflowApi>) -> axum::Router {
-    assets::routes().merge(api::routes(api))
+    let metrics_api = api.clone();
+    assets::routes().merge(api::routes(api)).route(
+        "/metrics",
+        axum::routing::get(move || metrics(metrics_api.clone())),
+    )
+}
+
+async fn metrics(api: Arc<WorkflowApi>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match api.metrics_text().await {
+        Some(text) => (
+            [(
+                axum::http::header::CONTENT_TYPE,
+                weft_telemetry::metrics::CONTENT_TYPE,
+            )],
+            text,
+        )
+            .into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            "metrics are off on this server (started with --no-metrics or `metrics = false`)\n",
+        )
+            .into_response(),
+    }
 }
