@@ -8,8 +8,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 use serde_json::{Value, json};
 use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_worker::{ActivityContext, ActivityError, Worker};
@@ -18,22 +16,6 @@ mod common;
 use common::*;
 
 const HOSTILE_ID: &str = "<img src=x onerror=alert(1)>";
-
-/// One HTTP request; answers the status and the body.
-async fn http(method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Full<Bytes>>();
-    let request = hyper::Request::builder()
-        .method(method)
-        .uri(url)
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.unwrap_or_default())))
-        .unwrap();
-    let response = client.request(request).await.expect("the server answers");
-    let status = response.status().as_u16();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, bytes.to_vec())
-}
 
 /// GET or POST JSON; answers the status and the parsed body.
 async fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value) {

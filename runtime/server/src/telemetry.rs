@@ -102,25 +102,45 @@ pub fn describe() {
     describe_histogram!(GRPC_SECONDS, "gRPC request latency, by method.");
 }
 
+/// Task queues the gauges have been set for, or that workers polled.
+static SEEN_QUEUES: std::sync::Mutex<std::collections::BTreeSet<String>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
 /// Sets the gauges that are read from the database, then renders every metric; `None` when
 /// metrics are off.
-pub(crate) async fn scrape(store: &dyn Store, now_ms: u64) -> Option<String> {
+/// `polled`: the queues workers polled on this node, reported at 0 when nothing waits.
+pub(crate) async fn scrape(
+    store: &dyn Store,
+    polled: impl IntoIterator<Item = String>,
+    now_ms: u64,
+) -> Option<String> {
     if !weft_telemetry::metrics::enabled() {
         return None;
     }
-    let running = RunFilter {
-        status: Some(RunStatus::Running),
-        ..RunFilter::default()
-    };
-    match store.count_runs(&running).await {
+    match store.count_runs(&RunFilter::default()).await {
         Ok(counts) => {
-            let n: u64 = counts.iter().map(|(_, n)| n).sum();
+            let n: u64 = counts
+                .iter()
+                .filter(|(status, _)| *status == RunStatus::Running)
+                .map(|(_, n)| n)
+                .sum();
             gauge!(RUNS_RUNNING).set(n as f64);
         }
         Err(error) => tracing::warn!(%error, "metrics: cannot count running runs"),
     }
     match store.queue_stats(now_ms).await {
         Ok(queues) => {
+            // A queue whose tasks are all gone has no row: its gauges drop to 0, not stay.
+            let mut seen = SEEN_QUEUES.lock().unwrap_or_else(|p| p.into_inner());
+            seen.extend(polled);
+            let listed: std::collections::HashSet<&str> =
+                queues.iter().map(|q| q.task_queue.as_str()).collect();
+            for gone in seen.iter().filter(|q| !listed.contains(q.as_str())) {
+                let labels = [("task_queue", gone.clone())];
+                gauge!(QUEUE_READY, &labels).set(0.0);
+                gauge!(QUEUE_OLDEST, &labels).set(0.0);
+            }
+            seen.extend(listed.iter().map(|q| (*q).to_owned()));
             for queue in queues {
                 let labels = [("task_queue", queue.task_queue)];
                 gauge!(QUEUE_READY, &labels).set(queue.ready as f64);

@@ -223,6 +223,8 @@ impl WorkerService for WorkerApi {
         let req = request.into_inner();
         check_payload("output", &req.output)?;
         let task = self.current_task(&req.task_token).await?;
+        // The attempt ends when its result arrives, before the run takes it.
+        let ended_ms = self.clock.now_ms();
         self.executor
             .deliver(
                 &task.run_id,
@@ -234,13 +236,7 @@ impl WorkerService for WorkerApi {
                 None,
             )
             .await?;
-        crate::telemetry::attempt_ended(
-            &self.executor,
-            &task,
-            Outcome::Completed,
-            None,
-            self.clock.now_ms(),
-        );
+        crate::telemetry::attempt_ended(&self.executor, &task, Outcome::Completed, None, ended_ms);
         Ok(Response::new(proto::CompleteActivityTaskResponse {}))
     }
 

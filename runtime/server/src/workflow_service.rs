@@ -31,7 +31,9 @@ pub(crate) struct WorkflowApi {
 impl WorkflowApi {
     /// The Prometheus exposition; `None` when metrics are off.
     pub(crate) async fn metrics_text(&self) -> Option<String> {
-        crate::telemetry::scrape(self.store.as_ref(), self.clock.now_ms()).await
+        let now_ms = self.clock.now_ms();
+        let polled = self.executor.queue_activity().snapshot(now_ms).into_keys();
+        crate::telemetry::scrape(self.store.as_ref(), polled, now_ms).await
     }
 }
 

@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
 use serde::Deserialize;
 use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_proto::{self as proto};
@@ -24,6 +26,16 @@ impl ServerProcess {
 
     /// A server with more flags than `--listen` and `--database`.
     pub async fn start_with(database: &str, port: u16, flags: &[&str]) -> Self {
+        Self::start_with_env(database, port, flags, &[]).await
+    }
+
+    /// A server with more flags and environment variables.
+    pub async fn start_with_env(
+        database: &str,
+        port: u16,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args([
                 "server",
@@ -33,6 +45,7 @@ impl ServerProcess {
                 database,
             ])
             .args(flags)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
@@ -280,4 +293,20 @@ pub fn replays_clean(dir: &std::path::Path, h: &weft_history::History, module: &
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert_eq!(out.status.code(), Some(0), "{stdout}");
     stdout
+}
+
+/// One HTTP request; answers the status and the body.
+pub async fn http(method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let request = hyper::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
+    let response = client.request(request).await.expect("the server answers");
+    let status = response.status().as_u16();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, bytes.to_vec())
 }
