@@ -68,7 +68,8 @@ async fn scrape(url: &str) -> String {
 }
 
 /// One run started with no worker, the server killed and restarted, two more runs, one
-/// failed attempt: every server metric that this touches has its exact value.
+/// failed attempt, one attempt that times out, one refused call: every server metric that
+/// this touches has its exact value.
 async fn workload(database: &str) {
     let port = free_port();
     let first = ServerProcess::start(database, port).await;
@@ -111,6 +112,46 @@ async fn workload(database: &str) {
             weft_proto::RunStatus::Completed as i32
         );
     }
+    // An attempt that never heartbeats times out.
+    upload(&mut client, "EdgeCases", weft_tests::EDGE_CASES).await;
+    start(
+        &mut client,
+        "EdgeCases",
+        "stall-1",
+        r#"{"mode":"call","name":"stall","input":null,"queue":"silent","heartbeat_timeout_ms":300}"#,
+    )
+    .await;
+    let mut silent =
+        weft_proto::worker_service_client::WorkerServiceClient::connect(server.url.clone())
+            .await
+            .unwrap();
+    let polled = silent
+        .poll_activity_task(weft_proto::PollActivityTaskRequest {
+            task_queue: "silent".into(),
+            worker_id: "silent".into(),
+            max_tasks: 1,
+            poll_timeout_ms: 5_000,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(polled.len(), 1);
+    let stalled = [("task_queue", "silent"), ("activity", "stall")];
+    let mut timeouts = None;
+    for _ in 0..100 {
+        timeouts = sample(
+            &scrape(&server.url).await,
+            "weft_activity_timeouts_total",
+            &stalled,
+        );
+        if timeouts.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(timeouts, Some(1.0), "the silent attempt timed out once");
+
     let refused = client
         .start_workflow(weft_proto::StartWorkflowRequest {
             workflow_id: "no-type".into(),
@@ -137,7 +178,7 @@ async fn workload(database: &str) {
     ];
     assert_eq!(value(&text, "weft_runs_started_total", &greeting), 2.0);
     assert_eq!(value(&text, "weft_runs_closed_total", &closed), 3.0);
-    assert_eq!(value(&text, "weft_runs_running", &[]), 0.0);
+    assert_eq!(value(&text, "weft_runs_running", &[]), 1.0, "stall-1");
     assert_eq!(value(&text, "weft_replays_total", &greeting), 1.0);
     assert_eq!(value(&text, "weft_replay_duration_seconds_count", &[]), 1.0);
     // m-1 and m-2 activate at start and at their activity's result; m-0 at its result.
@@ -185,7 +226,7 @@ async fn workload(database: &str) {
         ),
         0.0
     );
-    assert_eq!(value(&text, "weft_grpc_requests_total", &start_ok), 2.0);
+    assert_eq!(value(&text, "weft_grpc_requests_total", &start_ok), 3.0);
     assert_eq!(value(&text, "weft_grpc_requests_total", &start_bad), 1.0);
     assert_eq!(
         value(
@@ -193,7 +234,7 @@ async fn workload(database: &str) {
             "weft_grpc_request_duration_seconds_count",
             &[("method", "weft.v1.WorkflowService/StartWorkflow")]
         ),
-        3.0
+        4.0
     );
     let commits = value(&text, "weft_commit_duration_seconds_count", &[]);
     assert!(commits >= 3.0, "{commits} commits");
