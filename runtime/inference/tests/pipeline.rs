@@ -18,8 +18,13 @@ struct InferenceWorker(Child);
 impl InferenceWorker {
     /// Starts one and waits until it says it polls (the model is loaded by then).
     fn start(url: &str) -> Self {
+        Self::start_with(url, &[])
+    }
+
+    fn start_with(url: &str, flags: &[&str]) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_weft-inference"))
             .args(["--server", url, "--max-batch", "16", "--max-wait-ms", "20"])
+            .args(flags)
             .args(["--concurrency", "16"])
             .args(["--drain-timeout-s", "0"])
             .stderr(Stdio::piped())
@@ -153,7 +158,11 @@ fn count(h: &weft_history::History, kind: &str) -> usize {
 #[tokio::test(flavor = "multi_thread")]
 async fn tickets_are_triaged_by_the_model_and_low_confidence_ones_wait_for_review() {
     let (_dir, url, mut client) = server().await;
-    let _worker = InferenceWorker::start(&url);
+    let metrics_addr = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().to_string()
+    };
+    let _worker = InferenceWorker::start_with(&url, &["--metrics", &metrics_addr]);
     let tickets: Vec<&str> = TICKETS.iter().map(|(t, _)| *t).collect();
     start(
         &mut client,
@@ -171,6 +180,7 @@ async fn tickets_are_triaged_by_the_model_and_low_confidence_ones_wait_for_revie
         "normalized on the cpu queue"
     );
     assert_eq!(table["queues"]["billing"], json!([0]));
+    worker_metrics_add_up(&metrics_addr);
 
     // Nothing is confident enough: ticket 1 is reviewed by a human, the others time out.
     start(
@@ -327,4 +337,49 @@ async fn a_long_embedding_job_resumes_from_its_last_heartbeat_after_the_worker_d
             .fold(0.0f32, f32::max);
         assert!(worst < 1e-5, "text {i} differs by {worst}");
     }
+}
+
+/// The value of the first sample `name{...}` whose line holds every one of `labels`.
+fn sample(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .find(|l| labels.iter().all(|label| l.contains(label)))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name}{labels:?} in:\n{text}"))
+}
+
+/// The worker's `--metrics` endpoint after a triage: its tasks, and forward passes whose
+/// batch sizes add up to the texts embedded.
+fn worker_metrics_add_up(addr: &str) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the metrics listener is up");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(
+        response.starts_with("HTTP/1.") && response.contains(" 200 "),
+        "{response}"
+    );
+    let text = &response[response.find("\r\n\r\n").unwrap() + 4..];
+    assert!(
+        sample(
+            text,
+            "weft_worker_tasks_total",
+            &["task_queue=\"inference\"", "outcome=\"completed\""]
+        ) >= 1.0
+    );
+    let texts = sample(text, "weft_inference_texts_total", &[]);
+    assert!(texts >= 3.0, "at least the three tickets: {texts}");
+    assert_eq!(sample(text, "weft_inference_batch_size_sum", &[]), texts);
+    let passes = sample(text, "weft_inference_batch_size_count", &[]);
+    assert!(passes >= 1.0);
+    assert_eq!(
+        sample(text, "weft_inference_forward_seconds_count", &[]),
+        passes
+    );
+    assert_eq!(sample(text, "weft_inference_batch_capacity", &[]), 16.0);
 }
