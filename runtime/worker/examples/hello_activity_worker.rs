@@ -1,9 +1,9 @@
 //! The worker of `guest-examples/hello-activity`: serves `compose_greeting` on
 //! `hello-activity-task-queue`.
 //!
-//! `cargo run -p weft-worker --example hello_activity_worker [SERVER_URL]`
+//! `cargo run -p weft-worker --example hello_activity_worker [SERVER_URL] [--metrics ADDR]`
 //!
-//! `WEFT_METRICS=127.0.0.1:9464` serves its Prometheus metrics there;
+//! `--metrics 127.0.0.1:9464` (or `WEFT_METRICS`) serves its Prometheus metrics there;
 //! `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317` sends its spans to that collector.
 
 use serde::Deserialize;
@@ -18,15 +18,21 @@ struct ComposeGreeting {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().init();
-    if let Ok(addr) = std::env::var("WEFT_METRICS") {
+    let mut args = std::env::args().skip(1);
+    let (mut url, mut metrics) = (None, std::env::var("WEFT_METRICS").ok());
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--metrics" => metrics = Some(args.next().ok_or("--metrics needs an address")?),
+            _ => url = Some(arg),
+        }
+    }
+    let url = url.unwrap_or_else(|| "http://127.0.0.1:7233".into());
+    if let Some(addr) = metrics {
         weft_worker::telemetry::metrics::serve(addr.parse()?)?;
     }
     if let Some(endpoint) = weft_worker::telemetry::traces::endpoint(None) {
         weft_worker::telemetry::traces::install(&endpoint, "hello-activity-worker")?;
     }
-    let url = std::env::args()
-        .nth(1)
-        .unwrap_or_else(|| "http://127.0.0.1:7233".into());
     let mut worker = Worker::connect(&url).await?;
     worker.activity(
         "compose_greeting",
