@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use tonic::transport::Channel;
+use weft_proto::credentials::{Authorized, Bearer};
 use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_proto::{self as proto, RunStatus};
 
@@ -20,7 +20,13 @@ pub struct Server {
         global = true
     )]
     server: String,
+    /// The bearer token to send, when the server runs with --auth.
+    #[arg(long, env = "WEFT_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
 }
+
+/// A client of the workflow API that sends the token.
+pub type Client = WorkflowServiceClient<Authorized>;
 
 #[derive(clap::Subcommand)]
 pub enum ClientCommand {
@@ -116,6 +122,36 @@ impl Server {
     pub fn url(&self) -> String {
         self.server.clone()
     }
+
+    /// The token given with --token / WEFT_TOKEN.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// A channel to the server that carries the token.
+    pub async fn channel(&self) -> anyhow::Result<Authorized> {
+        let bearer = Bearer::new(self.token()).map_err(|e| anyhow::anyhow!("--token: {e}"))?;
+        let channel = tonic::transport::Endpoint::from_shared(self.server.clone())
+            .with_context(|| format!("`{}` is not a server URL", self.server))?
+            .connect()
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot connect to the weft server at {}; start one with `weft server`",
+                    self.server
+                )
+            })?;
+        Ok(tonic::service::interceptor::InterceptedService::new(
+            channel, bearer,
+        ))
+    }
+
+    /// A workflow API client.
+    pub async fn connect(&self) -> anyhow::Result<Client> {
+        Ok(WorkflowServiceClient::new(self.channel().await?)
+            .max_decoding_message_size(weft_server::MAX_COMPONENT_BYTES)
+            .max_encoding_message_size(weft_server::MAX_COMPONENT_BYTES + 1024))
+    }
 }
 
 /// Every status a run can have.
@@ -152,7 +188,7 @@ pub fn client(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
 }
 
 async fn result(
-    client: &mut WorkflowServiceClient<Channel>,
+    client: &mut Client,
     workflow_id: String,
     wait: bool,
     json: bool,
@@ -196,16 +232,7 @@ async fn result(
 }
 
 async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
-    let mut client = WorkflowServiceClient::connect(server.server.clone())
-        .await
-        .with_context(|| {
-            format!(
-                "cannot connect to the weft server at {}; start one with `weft server`",
-                server.server
-            )
-        })?
-        .max_decoding_message_size(weft_server::MAX_COMPONENT_BYTES)
-        .max_encoding_message_size(weft_server::MAX_COMPONENT_BYTES + 1024);
+    let mut client = server.connect().await?;
     match command {
         ClientCommand::Upload {
             workflow_type,

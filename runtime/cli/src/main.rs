@@ -1,5 +1,6 @@
 //! `weft`: run a workflow in-process, replay a history offline, build a guest crate.
 
+mod admin_cmd;
 mod bench_cmd;
 mod build_cmd;
 mod client_cmd;
@@ -54,6 +55,11 @@ enum Command {
     Server(server_cmd::ServerArgs),
     #[command(flatten)]
     Client(client_cmd::ClientCommand),
+    /// Make, list and revoke bearer tokens (for servers started with --auth).
+    #[command(subcommand)]
+    Token(admin_cmd::TokenCommand),
+    /// The audit log: module uploads, terminations, token changes, refused tokens.
+    Audit(admin_cmd::AuditArgs),
     /// Build a workflow crate (or a workspace of them) into Wasm components.
     Build {
         /// The crate or workspace directory.
@@ -76,6 +82,8 @@ fn main() -> ExitCode {
         Command::Dev(args) => dev_cmd::dev(args),
         Command::Bench(args) => bench_cmd::bench(&cli.server.url(), args),
         Command::Client(command) => client_cmd::client(cli.server, command),
+        Command::Token(command) => admin_cmd::token(cli.server, command),
+        Command::Audit(args) => admin_cmd::audit(cli.server, args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

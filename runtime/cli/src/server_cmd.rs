@@ -15,7 +15,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
-    /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint. Flags
+    /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
+    /// insecure. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -43,6 +44,13 @@ pub struct ServerArgs {
     /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no traces are sent].
     #[arg(long, env = "WEFT_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Require a bearer token on every call; with no token in the database yet, an admin
+    /// token is made and printed once.
+    #[arg(long, env = "WEFT_AUTH")]
+    auth: bool,
+    /// Serve beyond loopback without TLS and tokens (refused otherwise).
+    #[arg(long, env = "WEFT_INSECURE")]
+    insecure: bool,
 }
 
 /// The config file. Unknown keys are an error, so a typo does not go unnoticed.
@@ -59,6 +67,8 @@ struct ConfigFile {
     max_memory_mib: Option<usize>,
     metrics: Option<bool>,
     otlp_endpoint: Option<String>,
+    auth: Option<bool>,
+    insecure: Option<bool>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -100,6 +110,8 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         http_listen: args.http.or(file.http),
         metrics: !args.no_metrics && file.metrics.unwrap_or(true),
         otlp_endpoint: weft_telemetry::traces::endpoint(args.otlp_endpoint.or(file.otlp_endpoint)),
+        auth: args.auth || file.auth.unwrap_or(false),
+        insecure: args.insecure || file.insecure.unwrap_or(false),
     };
     Ok((listen, config))
 }
@@ -137,6 +149,8 @@ mod tests {
             node_id: None,
             no_metrics: false,
             otlp_endpoint: None,
+            auth: false,
+            insecure: false,
         }
     }
 

@@ -6,3 +6,46 @@ tonic::include_proto!("weft.v1");
 
 /// The encoded descriptor set, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("weft_descriptor");
+
+/// Client credentials: sends `authorization: Bearer <token>` with every call.
+pub mod credentials {
+    use tonic::metadata::{Ascii, MetadataValue};
+    use tonic::service::Interceptor;
+    use tonic::service::interceptor::InterceptedService;
+    use tonic::transport::Channel;
+
+    /// The token to send; none when the server runs without auth.
+    #[derive(Clone, Debug, Default)]
+    pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+    impl Bearer {
+        /// `None` or an empty token sends nothing. A token that is not valid header text is
+        /// an error naming what is wrong.
+        pub fn new(token: Option<&str>) -> Result<Self, String> {
+            match token.map(str::trim).filter(|t| !t.is_empty()) {
+                None => Ok(Bearer(None)),
+                Some(t) => format!("Bearer {t}")
+                    .parse()
+                    .map(|v| Bearer(Some(v)))
+                    .map_err(|_| "the token holds characters a header cannot carry".to_owned()),
+            }
+        }
+    }
+
+    impl Interceptor for Bearer {
+        fn call(
+            &mut self,
+            mut request: tonic::Request<()>,
+        ) -> Result<tonic::Request<()>, tonic::Status> {
+            if let Some(value) = &self.0 {
+                request
+                    .metadata_mut()
+                    .insert("authorization", value.clone());
+            }
+            Ok(request)
+        }
+    }
+
+    /// A channel that carries the token.
+    pub type Authorized = InterceptedService<Channel, Bearer>;
+}

@@ -7,6 +7,8 @@
 //! - `http`: the JSON API and the web console, beside gRPC on the same port or on their own;
 //! - [`serve`]: wires them to a listener, with health and reflection services.
 
+mod admin_service;
+pub mod auth;
 pub mod executor;
 mod http;
 pub mod queue_activity;
@@ -23,6 +25,7 @@ use tokio::net::TcpListener;
 use weft_engine::{Clock, Engine, EngineConfig, SystemClock};
 use weft_store::Store;
 
+pub use admin_service::token_info as admin_token_info;
 pub use executor::Executor;
 
 pub use weft_proto as proto;
@@ -101,6 +104,10 @@ pub struct ServerConfig {
     pub metrics: bool,
     /// Export traces to this OTLP/gRPC collector (`http://host:4317`); none when `None`.
     pub otlp_endpoint: Option<String>,
+    /// Require a bearer token on every call (see [`auth`]).
+    pub auth: bool,
+    /// Serve on a non-loopback address without TLS and auth (refused otherwise).
+    pub insecure: bool,
 }
 
 impl Default for ServerConfig {
@@ -114,6 +121,8 @@ impl Default for ServerConfig {
             http_listen: None,
             metrics: true,
             otlp_endpoint: None,
+            auth: false,
+            insecure: false,
         }
     }
 }
@@ -132,6 +141,14 @@ pub enum StartError {
     Serve(String),
     #[error(transparent)]
     Telemetry(#[from] weft_telemetry::TelemetryError),
+    #[error(
+        "refusing to serve on {addr} without TLS and tokens: anyone who reaches it could upload code and read every payload. \
+         Turn on --auth (TLS is coming next; until then put a TLS proxy in front), serve on 127.0.0.1, \
+         or pass --insecure to accept the risk"
+    )]
+    Unsafe { addr: SocketAddr },
+    #[error("cannot make the first admin token: {0}")]
+    FirstToken(String),
     #[error("cannot listen for HTTP on {addr}: {error}")]
     HttpListen {
         addr: SocketAddr,
@@ -145,6 +162,20 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    // Safe by default: beyond loopback only with protection, or when told to anyway.
+    let exposed = [listener.local_addr().ok(), config.http_listen]
+        .into_iter()
+        .flatten()
+        .find(|a| !a.ip().is_loopback());
+    if let Some(addr) = exposed {
+        if !config.auth && !config.insecure {
+            return Err(StartError::Unsafe { addr });
+        }
+        if config.insecure {
+            tracing::warn!(%addr, auth = config.auth,
+                "--insecure: serving beyond loopback without TLS; traffic (tokens included) is readable on the network");
+        }
+    }
     // Bound first, like the gRPC listener: a busy address fails the start at once.
     let http_listener = match config.http_listen {
         Some(addr) => Some(
@@ -218,13 +249,19 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Serve(e.to_string()))?;
+    let auth = auth::Auth::new(store.clone(), config.auth);
+    if config.auth {
+        first_admin_token(store.as_ref(), clock.now_ms()).await?;
+    }
     let workflow = Arc::new(workflow_service::WorkflowApi::new(
         engine,
         store.clone(),
         executor.clone(),
         clock.clone(),
+        auth.clone(),
     ));
-    let worker = worker_service::WorkerApi::new(store, executor, clock);
+    let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
+    let worker = worker_service::WorkerApi::new(store, executor, clock, auth);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let console = http::router(workflow.clone());
     // The console and its API beside gRPC (one port, one URL), or on a listener of their own.
@@ -252,6 +289,7 @@ pub async fn serve(
         .add_service(proto::worker_service_server::WorkerServiceServer::new(
             worker,
         ))
+        .add_service(proto::admin_service_server::AdminServiceServer::new(admin))
         .serve_with_incoming_shutdown(
             // Small request/response messages: without TCP_NODELAY, Nagle's algorithm and
             // delayed ACKs add ~40 ms to a call.
@@ -269,6 +307,34 @@ pub async fn serve(
                     .and_then(|()| Err(StartError::Serve("the console listener stopped".into()))),
             }
         }
+    }
+}
+
+/// With auth on and no token at all, makes an admin token and prints it once: the way in
+/// for whoever starts the server (`weft token create --database` is the other).
+async fn first_admin_token(store: &dyn Store, now_ms: u64) -> Result<(), StartError> {
+    let tokens = store
+        .tokens()
+        .await
+        .map_err(|e| StartError::FirstToken(e.to_string()))?;
+    if !tokens.is_empty() {
+        return Ok(());
+    }
+    let new = auth::NewToken {
+        name: "admin".into(),
+        role: "admin".into(),
+        ..auth::NewToken::default()
+    };
+    match auth::create_token(store, new, now_ms).await {
+        Ok((_, secret)) => {
+            eprintln!(
+                "auth is on and no token existed: made admin token `admin` (shown once, keep it):\n{secret}"
+            );
+            Ok(())
+        }
+        // Another node sharing the database made it first.
+        Err(auth::TokenError::Store(weft_store::StoreError::TokenExists(_))) => Ok(()),
+        Err(e) => Err(StartError::FirstToken(e.to_string())),
     }
 }
 

@@ -8,6 +8,7 @@ use weft_engine::Clock;
 use weft_engine::weft_history::{Completion, ErrorInfo, EventKind, Failure, Payload};
 use weft_store::{AttemptFailure, Store, TaskRecord, attempt_lease_ms};
 
+use crate::auth::{Auth, Right};
 use crate::executor::Executor;
 use crate::proto::{self, worker_service_server::WorkerService};
 use crate::queue_activity::Outcome;
@@ -23,6 +24,7 @@ pub(crate) struct WorkerApi {
     store: Arc<dyn Store>,
     executor: Executor,
     clock: Arc<dyn Clock>,
+    auth: Auth,
 }
 
 /// How long one attempt of `task` may hold its lease before a heartbeat or the result.
@@ -93,10 +95,13 @@ pub(crate) async fn fail_attempt(
     }
 }
 
-fn parse_token(token: &str) -> Result<(&str, u32), Status> {
-    token
-        .rsplit_once('#')
-        .and_then(|(id, attempt)| Some((id, attempt.parse().ok()?)))
+/// `<task id>#<attempt>#<claim secret>`.
+fn parse_token(token: &str) -> Result<(&str, u32, &str), Status> {
+    let mut parts = token.rsplitn(3, '#');
+    let (secret, attempt, id) = (parts.next(), parts.next(), parts.next());
+    id.zip(attempt)
+        .zip(secret)
+        .and_then(|((id, attempt), secret)| Some((id, attempt.parse().ok()?, secret)))
         .ok_or_else(|| {
             Status::invalid_argument(format!(
                 "task_token `{token}` is not a token this server issued; pass the task_token of a polled task"
@@ -105,17 +110,35 @@ fn parse_token(token: &str) -> Result<(&str, u32), Status> {
 }
 
 impl WorkerApi {
-    pub(crate) fn new(store: Arc<dyn Store>, executor: Executor, clock: Arc<dyn Clock>) -> Self {
+    pub(crate) fn new(
+        store: Arc<dyn Store>,
+        executor: Executor,
+        clock: Arc<dyn Clock>,
+        auth: Auth,
+    ) -> Self {
         WorkerApi {
             store,
             executor,
             clock,
+            auth,
         }
+    }
+
+    /// The task `request`'s token names, if its caller may work on the task's queue.
+    async fn authorized_task<T>(
+        &self,
+        request: &Request<T>,
+        token: &str,
+    ) -> Result<TaskRecord, Status> {
+        let principal = self.auth.require(request, Right::Work("")).await?;
+        let task = self.current_task(token).await?;
+        principal.require(Right::Work(&task.task_queue))?;
+        Ok(task)
     }
 
     /// The task a token names, if its attempt is still the current, leased one.
     async fn current_task(&self, token: &str) -> Result<TaskRecord, Status> {
-        let (task_id, attempt) = parse_token(token)?;
+        let (task_id, attempt, secret) = parse_token(token)?;
         let task = self
             .store
             .task(task_id)
@@ -126,6 +149,17 @@ impl WorkerApi {
                     "unknown task token `{token}`: the task completed, was cancelled, or was never issued"
                 ))
             })?;
+        // A token made up from a task's id and attempt does not hold the claim's secret.
+        if !task
+            .claim_secret
+            .as_deref()
+            .is_some_and(|s| crate::auth::same_secret(s, secret))
+            && task.attempt == attempt
+        {
+            return Err(Status::not_found(format!(
+                "unknown task token `{task_id}#{attempt}#...`: it is not the token of this task's claim"
+            )));
+        }
         if task.attempt != attempt || task.lease_until_ms.is_none() {
             return Err(Status::failed_precondition(format!(
                 "attempt {attempt} of task {task_id} is no longer current (it timed out; attempt {} is the current one)",
@@ -142,6 +176,8 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<proto::PollActivityTaskRequest>,
     ) -> Result<Response<proto::PollActivityTaskResponse>, Status> {
+        let queue = request.get_ref().task_queue.clone();
+        self.auth.require(&request, Right::Work(&queue)).await?;
         let req = request.into_inner();
         if req.task_queue.is_empty() {
             return Err(Status::invalid_argument(
@@ -174,9 +210,16 @@ impl WorkerService for WorkerApi {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = self.clock.now_ms();
+            let secret = crate::auth::random_hex(16);
             let claimed = self
                 .store
-                .claim_tasks(&req.task_queue, max, now, DEFAULT_START_TO_CLOSE_MS)
+                .claim_tasks(
+                    &req.task_queue,
+                    max,
+                    now,
+                    DEFAULT_START_TO_CLOSE_MS,
+                    &secret,
+                )
                 .await
                 .map_err(ServerError::from)?;
             if !claimed.is_empty() {
@@ -189,7 +232,7 @@ impl WorkerService for WorkerApi {
                         .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
                     let traceparent = crate::telemetry::attempt_claimed(&task, now);
                     tasks.push(proto::ActivityTask {
-                        task_token: format!("{}#{}", task.task_id, task.attempt),
+                        task_token: format!("{}#{}#{secret}", task.task_id, task.attempt),
                         activity_name: task.activity_name.clone(),
                         input: task.input.0.clone(),
                         attempt: task.attempt,
@@ -220,9 +263,10 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<proto::CompleteActivityTaskRequest>,
     ) -> Result<Response<proto::CompleteActivityTaskResponse>, Status> {
+        let token = request.get_ref().task_token.clone();
+        let task = self.authorized_task(&request, &token).await?;
         let req = request.into_inner();
         check_payload("output", &req.output)?;
-        let task = self.current_task(&req.task_token).await?;
         // The attempt ends when its result arrives, before the run takes it.
         let ended_ms = self.clock.now_ms();
         self.executor
@@ -244,13 +288,15 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<proto::FailActivityTaskRequest>,
     ) -> Result<Response<proto::FailActivityTaskResponse>, Status> {
-        let req = request.into_inner();
+        let req = request.get_ref();
         if req.error_kind.is_empty() {
             return Err(Status::invalid_argument(
                 "error_kind is required: a machine-readable kind such as `ModelUnavailable`",
             ));
         }
-        let task = self.current_task(&req.task_token).await?;
+        let token = req.task_token.clone();
+        let task = self.authorized_task(&request, &token).await?;
+        let req = request.into_inner();
         if req.handed_back {
             tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,
                 reason = %req.error_kind, "task handed back by its worker");
@@ -292,9 +338,9 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<proto::RecordHeartbeatRequest>,
     ) -> Result<Response<proto::RecordHeartbeatResponse>, Status> {
-        let req = request.into_inner();
-        check_payload("details", &req.details)?;
-        let task = match self.current_task(&req.task_token).await {
+        check_payload("details", &request.get_ref().details)?;
+        let token = request.get_ref().task_token.clone();
+        let task = match self.authorized_task(&request, &token).await {
             Ok(task) => task,
             // The task was cancelled, its run closed, or this attempt timed out: either way
             // the attempt should stop, which is what the answer is for.
@@ -310,6 +356,7 @@ impl WorkerService for WorkerApi {
             }
             Err(status) => return Err(status),
         };
+        let req = request.into_inner();
         let now_ms = self.clock.now_ms();
         let lease = now_ms + lease_ms(&task);
         let alive = self

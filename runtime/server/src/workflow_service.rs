@@ -10,6 +10,7 @@ use weft_engine::weft_history::{
 use weft_engine::{Clock, Engine, WorkflowModule, module_sha256};
 use weft_store::{RunFilter, RunRecord, RunStatus, Store};
 
+use crate::auth::{self, Auth, Principal, Right};
 use crate::executor::{ClosedRun, Executor, StartRequest};
 use crate::proto::{self, workflow_service_server::WorkflowService};
 use crate::{MAX_COMPONENT_BYTES, ServerError, check_payload};
@@ -23,17 +24,22 @@ pub(crate) struct WorkflowApi {
     store: Arc<dyn Store>,
     executor: Executor,
     clock: Arc<dyn Clock>,
+    auth: Auth,
     /// Modules compiled to replay histories for their log lines (bounded; the executor's
     /// own cache is private to its task).
     replay_modules: std::sync::Mutex<std::collections::HashMap<String, WorkflowModule>>,
 }
 
 impl WorkflowApi {
-    /// The Prometheus exposition; `None` when metrics are off.
-    pub(crate) async fn metrics_text(&self) -> Option<String> {
+    /// The Prometheus exposition, for a caller who may read; `Ok(None)` when metrics are off.
+    pub(crate) async fn metrics_text(
+        &self,
+        request: Request<()>,
+    ) -> Result<Option<String>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let now_ms = self.clock.now_ms();
         let polled = self.executor.queue_activity().snapshot(now_ms).into_keys();
-        crate::telemetry::scrape(self.store.as_ref(), polled, now_ms).await
+        Ok(crate::telemetry::scrape(self.store.as_ref(), polled, now_ms).await)
     }
 }
 
@@ -100,12 +106,14 @@ impl WorkflowApi {
         store: Arc<dyn Store>,
         executor: Executor,
         clock: Arc<dyn Clock>,
+        auth: Auth,
     ) -> Self {
         WorkflowApi {
             engine,
             store,
             executor,
             clock,
+            auth,
             replay_modules: Default::default(),
         }
     }
@@ -314,6 +322,15 @@ impl WorkflowApi {
     }
 
     /// The run named by id (and run id, or the latest run of the id).
+    /// Checks an operator scoped to workflow types against the type of `workflow_id`.
+    async fn operate_on(&self, principal: &Principal, workflow_id: &str) -> Result<(), Status> {
+        if principal.types.is_none() {
+            return Ok(());
+        }
+        let run = self.find_run(workflow_id, "").await?;
+        principal.require(Right::Operate(&run.workflow_type))
+    }
+
     async fn find_run(&self, workflow_id: &str, run_id: &str) -> Result<RunRecord, Status> {
         let workflow_id = required("workflow_id", workflow_id)?;
         let run = if run_id.is_empty() {
@@ -340,6 +357,9 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::UploadModuleRequest>,
     ) -> Result<Response<proto::UploadModuleResponse>, Status> {
+        let principal = self.auth.require(&request, Right::Administer).await?;
+        let audit = request.get_ref().workflow_type.clone();
+        let peer = auth::peer_of(&request);
         let req = request.into_inner();
         let workflow_type = required("workflow_type", &req.workflow_type)?;
         if req.component.is_empty() {
@@ -370,6 +390,10 @@ impl WorkflowService for WorkflowApi {
             .map_err(ServerError::from)?;
         self.executor.module_uploaded(workflow_type, &module_id);
         tracing::info!(workflow_type, module_id = %module_id, "module uploaded");
+        let target = format!("{audit} {module_id}");
+        self.auth
+            .audit(&principal, &peer, "upload_module", &target, "ok")
+            .await;
         Ok(Response::new(proto::UploadModuleResponse { module_id }))
     }
 
@@ -377,6 +401,10 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::StartWorkflowRequest>,
     ) -> Result<Response<proto::StartWorkflowResponse>, Status> {
+        let workflow_type = request.get_ref().workflow_type.clone();
+        self.auth
+            .require(&request, Right::Operate(&workflow_type))
+            .await?;
         let trace_context = crate::telemetry::caller_trace_context(&request);
         let req = request.into_inner();
         required("workflow_type", &req.workflow_type)?;
@@ -412,6 +440,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::GetWorkflowResultRequest>,
     ) -> Result<Response<proto::GetWorkflowResultResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let req = request.into_inner();
         let wait_ms = match req.wait_timeout_ms {
             0 => DEFAULT_RESULT_WAIT_MS,
@@ -473,6 +502,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::DescribeWorkflowRequest>,
     ) -> Result<Response<proto::DescribeWorkflowResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let req = request.into_inner();
         let run = self.find_run(&req.workflow_id, &req.run_id).await?;
         Ok(Response::new(self.describe_details(&run).await?))
@@ -482,6 +512,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::ListWorkflowsRequest>,
     ) -> Result<Response<proto::ListWorkflowsResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let req = request.into_inner();
         let status = match proto::RunStatus::try_from(req.status) {
             Ok(proto::RunStatus::Unspecified) => None,
@@ -548,6 +579,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::GetHistoryRequest>,
     ) -> Result<Response<proto::GetHistoryResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let req = request.into_inner();
         let run = self.find_run(&req.workflow_id, &req.run_id).await?;
         let history = self
@@ -575,10 +607,12 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::SignalWorkflowRequest>,
     ) -> Result<Response<proto::SignalWorkflowResponse>, Status> {
+        let principal = self.auth.require(&request, Right::Operate("")).await?;
         let req = request.into_inner();
         let name = required("signal_name", &req.signal_name)?.to_owned();
         check_payload("payload", &req.payload)?;
         let run = self.find_run(&req.workflow_id, "").await?;
+        principal.require(Right::Operate(&run.workflow_type))?;
         if run.status != RunStatus::Running {
             return Err(Status::failed_precondition(format!(
                 "workflow `{}` is not running (its last run is {})",
@@ -606,6 +640,9 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::CancelWorkflowRequest>,
     ) -> Result<Response<proto::CancelWorkflowResponse>, Status> {
+        let principal = self.auth.require(&request, Right::Operate("")).await?;
+        self.operate_on(&principal, &request.get_ref().workflow_id)
+            .await?;
         let req = request.into_inner();
         let workflow_id = required("workflow_id", &req.workflow_id)?;
         let reason = if req.reason.is_empty() {
@@ -624,6 +661,19 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::TerminateWorkflowRequest>,
     ) -> Result<Response<proto::TerminateWorkflowResponse>, Status> {
+        let principal = self.auth.require(&request, Right::Operate("")).await?;
+        self.operate_on(&principal, &request.get_ref().workflow_id)
+            .await?;
+        let target = request.get_ref().workflow_id.clone();
+        self.auth
+            .audit(
+                &principal,
+                &auth::peer_of(&request),
+                "terminate",
+                &target,
+                "requested",
+            )
+            .await;
         let req = request.into_inner();
         let workflow_id = required("workflow_id", &req.workflow_id)?;
         let reason = if req.reason.is_empty() {
@@ -639,6 +689,7 @@ impl WorkflowService for WorkflowApi {
         &self,
         request: Request<proto::CountWorkflowsRequest>,
     ) -> Result<Response<proto::CountWorkflowsResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let req = request.into_inner();
         let filter = RunFilter {
             status: None,
@@ -666,8 +717,9 @@ impl WorkflowService for WorkflowApi {
 
     async fn list_modules(
         &self,
-        _request: Request<proto::ListModulesRequest>,
+        request: Request<proto::ListModulesRequest>,
     ) -> Result<Response<proto::ListModulesResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let modules = self.store.modules().await.map_err(ServerError::from)?;
         Ok(Response::new(proto::ListModulesResponse {
             modules: modules
@@ -687,8 +739,9 @@ impl WorkflowService for WorkflowApi {
 
     async fn list_task_queues(
         &self,
-        _request: Request<proto::ListTaskQueuesRequest>,
+        request: Request<proto::ListTaskQueuesRequest>,
     ) -> Result<Response<proto::ListTaskQueuesResponse>, Status> {
+        self.auth.require(&request, Right::Read).await?;
         let now = self.clock.now_ms();
         let stored = self
             .store

@@ -22,9 +22,9 @@ use async_trait::async_trait;
 use weft_history::History;
 
 pub use model::{
-    AttemptFailure, AttemptRecord, Batch, InboxItem, ModuleRecord, NewTask, QueueStats,
-    RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskRecord, TimerRecord,
-    attempt_lease_ms,
+    AttemptFailure, AttemptRecord, AuditRecord, Batch, InboxItem, ModuleRecord, NewTask,
+    QueueStats, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskRecord,
+    TimerRecord, TokenRecord, attempt_lease_ms,
 };
 pub use sql::SqlStore;
 
@@ -51,6 +51,8 @@ pub enum StoreError {
     NotOwner { run_id: String, node: String },
     #[error("stored data is unreadable ({what}): {reason}")]
     Corrupt { what: String, reason: String },
+    #[error("a token named `{0}` exists already; pick another name or revoke it first")]
+    TokenExists(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("cannot migrate the database: {0}")]
@@ -92,13 +94,15 @@ pub trait Store: Send + Sync + 'static {
     /// Runs not closed yet (to resume after a restart).
     async fn running_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
     /// Leases up to `max` visible tasks of `task_queue`, each for its
-    /// [`attempt_lease_ms`] (`default_lease_ms` when its options set no timeout).
+    /// [`attempt_lease_ms`] (`default_lease_ms` when its options set no timeout), marking
+    /// each with `claim_secret` (one per claim: the same poller gets them all).
     async fn claim_tasks(
         &self,
         task_queue: &str,
         max: u32,
         now_ms: u64,
         default_lease_ms: u64,
+        claim_secret: &str,
     ) -> Result<Vec<TaskRecord>, StoreError>;
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Leased tasks whose lease ran out before `now_ms`.
@@ -167,6 +171,19 @@ pub trait Store: Send + Sync + 'static {
     async fn adopt_run(&self, run_id: &str, node: &str, now_ms: u64) -> Result<bool, StoreError>;
     /// The oldest commands in `node`'s inbox.
     async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError>;
+
+    // ---- who may do what ----
+    /// Stores a new token; [`StoreError::TokenExists`] if its name is taken.
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError>;
+    /// Every token, revoked ones included, by name.
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError>;
+    /// Revokes token `name` at `now_ms`; false if there is no such live token.
+    async fn revoke_token(&self, name: &str, now_ms: u64) -> Result<bool, StoreError>;
+    async fn touch_token(&self, name: &str, now_ms: u64) -> Result<(), StoreError>;
+    async fn append_audit(&self, entry: &AuditRecord) -> Result<(), StoreError>;
+    /// Audit entries at or after `since_ms`, oldest first, at most `limit`.
+    async fn audit_since(&self, since_ms: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError>;
 }
 
 /// Opens the store at `url`: `sqlite:path` (created if missing) or `postgres://...`.

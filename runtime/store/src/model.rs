@@ -118,6 +118,8 @@ pub struct TaskRecord {
     pub last_error: Option<ErrorInfo>,
     /// W3C `traceparent` of the run's span, which the task's attempts are children of.
     pub trace_context: Option<String>,
+    /// The secret of the current claim; the task token handed to the worker carries it.
+    pub claim_secret: Option<String>,
 }
 
 /// Why an attempt ended without a result, for [`Store::retry_task`](crate::Store::retry_task).
@@ -249,4 +251,36 @@ pub struct RunFilter {
     pub workflow_type: Option<String>,
     /// Runs whose workflow id starts with this.
     pub workflow_id_prefix: Option<String>,
+}
+
+/// A bearer token as stored: the SHA-256 of its secret, never the secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub name: String,
+    pub hash: String,
+    pub role: String,
+    /// Task queues it may serve; `None`: all.
+    pub queues: Option<Vec<String>>,
+    /// Workflow types it may operate; `None`: all.
+    pub types: Option<Vec<String>>,
+    pub created_at_ms: u64,
+    pub expires_at_ms: Option<u64>,
+    pub last_used_ms: Option<u64>,
+    pub revoked_at_ms: Option<u64>,
+}
+
+/// One entry of the audit log.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AuditRecord {
+    pub at_ms: u64,
+    /// A token's name, or `anonymous`, or `database` for direct database access.
+    pub actor: String,
+    /// `upload_module`, `terminate`, `token_create`, `token_revoke`, `auth_failure`, ...
+    pub action: String,
+    /// What it was done to (a workflow type and module id, a workflow id, a token name).
+    pub target: String,
+    /// The caller's address, if known.
+    pub peer: String,
+    /// `ok`, or why it was refused.
+    pub outcome: String,
 }

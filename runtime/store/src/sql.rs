@@ -97,7 +97,7 @@ const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_n
     parent_run_id, parent_handle, owner, trace_context";
 const TASK_COLUMNS: &str = "task_id, run_id, workflow_id, handle, task_queue, activity_name, input, \
     options, attempt, scheduled_at_ms, lease_until_ms, heartbeat_details, claimed_at_ms, \
-    last_heartbeat_ms, last_error_kind, last_error_message, trace_context";
+    last_heartbeat_ms, last_error_kind, last_error_message, trace_context, claim_secret";
 
 fn corrupt(what: &str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -179,6 +179,29 @@ fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
             })
             .transpose()?,
         trace_context: row.try_get("trace_context")?,
+        claim_secret: row.try_get("claim_secret")?,
+    })
+}
+
+const TOKEN_COLUMNS: &str = "name, hash, role, queues, types, created_at_ms, expires_at_ms, \
+    last_used_ms, revoked_at_ms";
+
+fn list(v: &Option<Vec<String>>) -> Option<String> {
+    v.as_ref().map(|v| v.join(","))
+}
+
+fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
+    let split = |v: Option<String>| v.map(|v| v.split(',').map(str::to_owned).collect());
+    Ok(TokenRecord {
+        name: row.try_get("name")?,
+        hash: row.try_get("hash")?,
+        role: row.try_get("role")?,
+        queues: split(row.try_get("queues")?),
+        types: split(row.try_get("types")?),
+        created_at_ms: u(row.try_get("created_at_ms")?),
+        expires_at_ms: row.try_get::<Option<i64>, _>("expires_at_ms")?.map(u),
+        last_used_ms: row.try_get::<Option<i64>, _>("last_used_ms")?.map(u),
+        revoked_at_ms: row.try_get::<Option<i64>, _>("revoked_at_ms")?.map(u),
     })
 }
 
@@ -657,6 +680,7 @@ impl Store for SqlStore {
         max: u32,
         now_ms: u64,
         default_lease_ms: u64,
+        claim_secret: &str,
     ) -> Result<Vec<TaskRecord>, StoreError> {
         let lock = match self.dialect {
             Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
@@ -666,7 +690,7 @@ impl Store for SqlStore {
         let _gate = self.gate().await;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "UPDATE activity_tasks SET lease_until_ms = $3 + COALESCE(lease_ms, $1), claimed_at_ms = $3, \
-                 last_heartbeat_ms = NULL WHERE task_id IN ( \
+                 last_heartbeat_ms = NULL, claim_secret = $5 WHERE task_id IN ( \
                  SELECT task_id FROM activity_tasks \
                  WHERE task_queue = $2 AND lease_until_ms IS NULL AND visible_at_ms <= $3 \
                  ORDER BY visible_at_ms LIMIT $4 {lock}) \
@@ -676,6 +700,7 @@ impl Store for SqlStore {
         .bind(task_queue)
         .bind(i(now_ms))
         .bind(i64::from(max))
+        .bind(claim_secret)
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(task_from_row).collect()
@@ -1038,6 +1063,109 @@ impl Store for SqlStore {
                     id: row.try_get("id")?,
                     run_id: row.try_get("run_id")?,
                     command: row.try_get("command")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
+        let inserted = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO tokens ({TOKEN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL)"
+        )))
+        .bind(&token.name)
+        .bind(&token.hash)
+        .bind(&token.role)
+        .bind(list(&token.queues))
+        .bind(list(&token.types))
+        .bind(i(token.created_at_ms))
+        .bind(token.expires_at_ms.map(i))
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::TokenExists(token.name.clone()))
+            }
+            other => other.map(|_| ()).map_err(StoreError::from),
+        }
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = $1"
+        )))
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY name"
+        )))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(token_from_row).collect()
+    }
+
+    async fn revoke_token(&self, name: &str, now_ms: u64) -> Result<bool, StoreError> {
+        let _gate = self.gate().await;
+        let done = sqlx::query(
+            "UPDATE tokens SET revoked_at_ms = $2 WHERE name = $1 AND revoked_at_ms IS NULL",
+        )
+        .bind(name)
+        .bind(i(now_ms))
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_token(&self, name: &str, now_ms: u64) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
+        sqlx::query("UPDATE tokens SET last_used_ms = $2 WHERE name = $1")
+            .bind(name)
+            .bind(i(now_ms))
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn append_audit(&self, entry: &AuditRecord) -> Result<(), StoreError> {
+        let _gate = self.gate().await;
+        sqlx::query(
+            "INSERT INTO audit (at_ms, actor, action, target, peer, outcome) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(i(entry.at_ms))
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.peer)
+        .bind(&entry.outcome)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn audit_since(&self, since_ms: u64, limit: u32) -> Result<Vec<AuditRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT at_ms, actor, action, target, peer, outcome FROM audit \
+             WHERE at_ms >= $1 ORDER BY at_ms, id LIMIT $2",
+        )
+        .bind(i(since_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(AuditRecord {
+                    at_ms: u(row.try_get("at_ms")?),
+                    actor: row.try_get("actor")?,
+                    action: row.try_get("action")?,
+                    target: row.try_get("target")?,
+                    peer: row.try_get("peer")?,
+                    outcome: row.try_get("outcome")?,
                 })
             })
             .collect()

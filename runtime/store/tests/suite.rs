@@ -310,12 +310,15 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
             .unwrap();
         assert!(
             store
-                .claim_tasks("other", 5, 1000, 2000)
+                .claim_tasks("other", 5, 1000, 2000, "secret")
                 .await
                 .unwrap()
                 .is_empty()
         );
-        let claimed = store.claim_tasks("q", 5, 1000, 2000).await.unwrap();
+        let claimed = store
+            .claim_tasks("q", 5, 1000, 2000, "secret")
+            .await
+            .unwrap();
         assert_eq!(claimed.len(), 1);
         let task = &claimed[0];
         assert_eq!(
@@ -335,7 +338,7 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
         );
         assert!(
             store
-                .claim_tasks("q", 5, 1000, 2000)
+                .claim_tasks("q", 5, 1000, 2000, "secret")
                 .await
                 .unwrap()
                 .is_empty(),
@@ -407,13 +410,16 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
         );
         assert!(
             store
-                .claim_tasks("q", 5, 3999, 9000)
+                .claim_tasks("q", 5, 3999, 9000, "secret")
                 .await
                 .unwrap()
                 .is_empty(),
             "backing off"
         );
-        let again = store.claim_tasks("q", 5, 4000, 9000).await.unwrap();
+        let again = store
+            .claim_tasks("q", 5, 4000, 9000, "secret")
+            .await
+            .unwrap();
         assert_eq!(again[0].attempt, 2);
     })
     .await;
@@ -623,6 +629,69 @@ async fn only_the_owner_steps_a_run_and_a_dead_owners_runs_are_adopted() {
             "node-a is alive again"
         );
         assert!(store.adopt_run("r2", "node-b", 80_000).await.unwrap());
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tokens_keep_their_scopes_revoke_once_and_the_audit_log_is_ordered() {
+    on_every_backend(|store| async move {
+        let token = TokenRecord {
+            name: "gpu-worker".into(),
+            hash: "ab".repeat(32),
+            role: "worker".into(),
+            queues: Some(vec!["inference".into(), "cpu".into()]),
+            types: None,
+            created_at_ms: 1_000,
+            expires_at_ms: Some(90_000),
+            last_used_ms: None,
+            revoked_at_ms: None,
+        };
+        store.create_token(&token).await.unwrap();
+        let again = store.create_token(&token).await.unwrap_err();
+        assert!(
+            matches!(again, StoreError::TokenExists(ref n) if n == "gpu-worker"),
+            "{again}"
+        );
+        assert_eq!(
+            store.token_by_hash(&"ab".repeat(32)).await.unwrap(),
+            Some(token.clone())
+        );
+        assert_eq!(store.token_by_hash("nope").await.unwrap(), None);
+        store.touch_token("gpu-worker", 5_000).await.unwrap();
+        assert!(store.revoke_token("gpu-worker", 6_000).await.unwrap());
+        assert!(
+            !store.revoke_token("gpu-worker", 7_000).await.unwrap(),
+            "once"
+        );
+        assert!(!store.revoke_token("nobody", 7_000).await.unwrap());
+        let listed = store.tokens().await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].last_used_ms, listed[0].revoked_at_ms),
+            (Some(5_000), Some(6_000))
+        );
+
+        for (at, action) in [
+            (20, "token_create"),
+            (10, "upload_module"),
+            (30, "terminate"),
+        ] {
+            store
+                .append_audit(&AuditRecord {
+                    at_ms: at,
+                    actor: "admin".into(),
+                    action: action.into(),
+                    target: "x".into(),
+                    peer: "127.0.0.1:1".into(),
+                    outcome: "ok".into(),
+                })
+                .await
+                .unwrap();
+        }
+        let entries = store.audit_since(15, 10).await.unwrap();
+        let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+        assert_eq!(actions, ["token_create", "terminate"]);
     })
     .await;
 }

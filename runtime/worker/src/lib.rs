@@ -38,7 +38,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
-use tonic::transport::Channel;
+use weft_proto::credentials::{Authorized, Bearer};
 use weft_proto::worker_service_client::WorkerServiceClient;
 pub use weft_telemetry as telemetry;
 use weft_telemetry::traces::{self, Attribute, Kind, TraceContext};
@@ -118,7 +118,7 @@ pub struct ActivityContext {
     /// Details of the last heartbeat of an earlier attempt (empty if none).
     pub heartbeat_details: Vec<u8>,
     token: String,
-    client: WorkerServiceClient<Channel>,
+    client: WorkerServiceClient<Authorized>,
 }
 
 impl ActivityContext {
@@ -149,21 +149,33 @@ type Handler = Arc<dyn Fn(ActivityContext, Vec<u8>) -> BoxFuture + Send + Sync>;
 /// A native worker: activities by name, polled from one task queue.
 pub struct Worker {
     url: String,
-    client: WorkerServiceClient<Channel>,
+    client: WorkerServiceClient<Authorized>,
     activities: HashMap<String, Handler>,
     worker_id: String,
     drain_timeout: Option<std::time::Duration>,
 }
 
 impl Worker {
-    /// Connects to the server at `url` (e.g. `http://127.0.0.1:7233`).
+    /// Connects to the server at `url` (e.g. `http://127.0.0.1:7233`), with the token in
+    /// `WEFT_TOKEN` if it is set (a `worker` token for the queues this worker serves).
     pub async fn connect(url: &str) -> Result<Self, WorkerError> {
-        let client = WorkerServiceClient::connect(url.to_owned())
+        let token = std::env::var("WEFT_TOKEN").ok();
+        Self::connect_with_token(url, token.as_deref()).await
+    }
+
+    /// Connects to the server at `url`, sending `token` with every call.
+    pub async fn connect_with_token(url: &str, token: Option<&str>) -> Result<Self, WorkerError> {
+        let failed = |reason: String| WorkerError::Connect {
+            url: url.to_owned(),
+            reason,
+        };
+        let bearer = Bearer::new(token).map_err(failed)?;
+        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
+            .map_err(|e| failed(e.to_string()))?
+            .connect()
             .await
-            .map_err(|e| WorkerError::Connect {
-                url: url.to_owned(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| failed(e.to_string()))?;
+        let client = WorkerServiceClient::with_interceptor(channel, bearer);
         Ok(Worker {
             url: url.to_owned(),
             client,
@@ -323,7 +335,7 @@ fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 async fn execute(
-    mut client: WorkerServiceClient<Channel>,
+    mut client: WorkerServiceClient<Authorized>,
     handler: Option<Handler>,
     task: weft_proto::ActivityTask,
     queue: String,

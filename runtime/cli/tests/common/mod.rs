@@ -297,12 +297,26 @@ pub fn replays_clean(dir: &std::path::Path, h: &weft_history::History, module: &
 
 /// One HTTP request; answers the status and the body.
 pub async fn http(method: &str, url: &str, body: Option<Vec<u8>>) -> (u16, Vec<u8>) {
+    http_with(method, url, body, &[]).await
+}
+
+/// [`http`] with more headers.
+pub async fn http_with(
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> (u16, Vec<u8>) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
         .uri(url)
-        .header("content-type", "application/json")
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.unwrap_or_default())))
         .unwrap();
     let response = client.request(request).await.expect("the server answers");

@@ -118,11 +118,23 @@ type ApiResult = Result<Json<Value>, ApiError>;
 /// The gRPC request for `message`, carrying the HTTP request's credentials and trace context
 /// as gRPC metadata,
 /// so whatever checks a gRPC call checks an HTTP one the same way.
-fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
+pub(super) fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
+    // The header, else the console's `weft_token` cookie.
+    let cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix("weft_token="))
+            .map(|t| format!("Bearer {t}"))
+    };
     if let Some(value) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(cookie)
         .and_then(|v| v.parse().ok())
     {
         request.metadata_mut().insert("authorization", value);

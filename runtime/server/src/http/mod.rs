@@ -22,14 +22,20 @@ pub(crate) fn router(api: Arc<WorkflowApi>) -> axum::Router {
     let metrics_api = api.clone();
     assets::routes().merge(api::routes(api)).route(
         "/metrics",
-        axum::routing::get(move || metrics(metrics_api.clone())),
+        axum::routing::get(move |headers: axum::http::HeaderMap| {
+            metrics(metrics_api.clone(), headers)
+        }),
     )
 }
 
-async fn metrics(api: Arc<WorkflowApi>) -> axum::response::Response {
+async fn metrics(
+    api: Arc<WorkflowApi>,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
     use axum::response::IntoResponse;
-    match api.metrics_text().await {
-        Some(text) => (
+    match api.metrics_text(api::grpc_request(&headers, ())).await {
+        Err(status) => api::ApiError::from(status).into_response(),
+        Ok(Some(text)) => (
             [(
                 axum::http::header::CONTENT_TYPE,
                 weft_telemetry::metrics::CONTENT_TYPE,
@@ -37,7 +43,7 @@ async fn metrics(api: Arc<WorkflowApi>) -> axum::response::Response {
             text,
         )
             .into_response(),
-        None => (
+        Ok(None) => (
             axum::http::StatusCode::NOT_FOUND,
             "metrics are off on this server (started with --no-metrics or `metrics = false`)\n",
         )
