@@ -5,6 +5,8 @@ result, and see the errors a bad request gets.
     python3 tests/python/grpc_client.py --server 127.0.0.1:7233 \
         --component guest-examples/target/components/hello-activity.wasm
 
+Against a server with TLS and tokens: `--ca ca.pem --token weft_...` (server `localhost:PORT`).
+
 Needs `pip install grpcio grpcio-tools`. Exits 0 when every check holds.
 """
 
@@ -57,11 +59,22 @@ def main():
     parser.add_argument("--server", required=True, help="host:port")
     parser.add_argument("--component", required=True)
     parser.add_argument("--workflow-id", default="python-client-1")
+    parser.add_argument("--ca", help="PEM CA of a TLS server")
+    parser.add_argument("--token", help="an admin token, for a server with --auth")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         pb, rpc = generate(pathlib.Path(tmp))
-        channel = grpc.insecure_channel(args.server)
+        if args.ca:
+            with open(args.ca, "rb") as f:
+                credentials = grpc.ssl_channel_credentials(root_certificates=f.read())
+            if args.token:
+                credentials = grpc.composite_channel_credentials(
+                    credentials, grpc.access_token_call_credentials(args.token)
+                )
+            channel = grpc.secure_channel(args.server, credentials)
+        else:
+            channel = grpc.insecure_channel(args.server)
         workflows = rpc.WorkflowServiceStub(channel)
         workers = rpc.WorkerServiceStub(channel)
 

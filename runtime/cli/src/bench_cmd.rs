@@ -4,11 +4,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use serde::Deserialize;
 use tokio::sync::Semaphore;
 use weft_proto::RunStatus;
-use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_worker::{ActivityContext, ActivityError, Worker};
 
 #[derive(clap::Args)]
@@ -54,7 +53,7 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 async fn load(
-    url: &str,
+    server: &crate::client_cmd::Server,
     label: &str,
     workflow_type: &str,
     input: &str,
@@ -62,7 +61,7 @@ async fn load(
     n: usize,
     concurrency: usize,
 ) -> anyhow::Result<Figures> {
-    let client = WorkflowServiceClient::connect(url.to_owned()).await?;
+    let client = server.connect().await?;
     let slots = Arc::new(Semaphore::new(concurrency.max(1)));
     let run_tag = format!(
         "{:x}",
@@ -121,12 +120,10 @@ async fn load(
     })
 }
 
-pub fn bench(server: &str, args: BenchArgs) -> anyhow::Result<u8> {
+pub fn bench(server: &crate::client_cmd::Server, args: BenchArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let mut client = WorkflowServiceClient::connect(server.to_owned())
-            .await
-            .with_context(|| format!("cannot connect to {server}; start `weft server` first"))?;
+        let mut client = server.connect().await?;
         for (workflow_type, path) in [("BenchGreeting", &args.hello), ("BenchSequential", &args.sequential)] {
             client
                 .upload_module(weft_proto::UploadModuleRequest {
@@ -135,7 +132,7 @@ pub fn bench(server: &str, args: BenchArgs) -> anyhow::Result<u8> {
                 })
                 .await?;
         }
-        let mut worker = Worker::connect(server).await?;
+        let mut worker = Worker::connect_with(&server.url(), &server.options()?).await?;
         worker.activity("compose_greeting", |_: ActivityContext, g: ComposeGreeting| async move {
             Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
         });

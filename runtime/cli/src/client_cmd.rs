@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use weft_proto::credentials::{Authorized, Bearer};
+use weft_proto::credentials::{Authorized, ClientOptions};
 use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_proto::{self as proto, RunStatus};
 
@@ -23,6 +23,15 @@ pub struct Server {
     /// The bearer token to send, when the server runs with --auth.
     #[arg(long, env = "WEFT_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
+    /// PEM file of the CA that signed an https:// server's certificate [default: public CAs].
+    #[arg(long, env = "WEFT_CA", global = true)]
+    ca: Option<String>,
+    /// PEM client certificate for mutual TLS (with --key).
+    #[arg(long, env = "WEFT_CERT", global = true)]
+    cert: Option<String>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "WEFT_KEY", global = true)]
+    key: Option<String>,
 }
 
 /// A client of the workflow API that sends the token.
@@ -123,27 +132,25 @@ impl Server {
         self.server.clone()
     }
 
-    /// The token given with --token / WEFT_TOKEN.
-    pub fn token(&self) -> Option<&str> {
-        self.token.as_deref()
+    /// The token and TLS files as options for a client.
+    pub fn options(&self) -> anyhow::Result<ClientOptions> {
+        ClientOptions::from_files(
+            self.token.clone(),
+            self.ca.as_deref(),
+            self.cert.as_deref(),
+            self.key.as_deref(),
+        )
+        .map_err(|e| anyhow::anyhow!(e))
     }
 
-    /// A channel to the server that carries the token.
+    /// A channel to the server that carries the token (over TLS for https://).
     pub async fn channel(&self) -> anyhow::Result<Authorized> {
-        let bearer = Bearer::new(self.token()).map_err(|e| anyhow::anyhow!("--token: {e}"))?;
-        let channel = tonic::transport::Endpoint::from_shared(self.server.clone())
-            .with_context(|| format!("`{}` is not a server URL", self.server))?
-            .connect()
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot connect to the weft server at {}; start one with `weft server`",
-                    self.server
-                )
-            })?;
-        Ok(tonic::service::interceptor::InterceptedService::new(
-            channel, bearer,
-        ))
+        self.options()?.connect(&self.server).await.map_err(|e| {
+            anyhow::anyhow!(
+                "cannot connect to the weft server at {} ({e}); start one with `weft server`",
+                self.server
+            )
+        })
     }
 
     /// A workflow API client.

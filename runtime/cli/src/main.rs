@@ -80,7 +80,7 @@ fn main() -> ExitCode {
         Command::Build { path, out } => build_cmd::build(&path, out),
         Command::Server(args) => server_cmd::server(args),
         Command::Dev(args) => dev_cmd::dev(args),
-        Command::Bench(args) => bench_cmd::bench(&cli.server.url(), args),
+        Command::Bench(args) => bench_cmd::bench(&cli.server, args),
         Command::Client(command) => client_cmd::client(cli.server, command),
         Command::Token(command) => admin_cmd::token(cli.server, command),
         Command::Audit(args) => admin_cmd::audit(cli.server, args),

@@ -16,7 +16,7 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 pub struct ServerArgs {
     /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
-    /// insecure. Flags
+    /// insecure, tls_cert, tls_key, tls_client_ca. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -51,6 +51,15 @@ pub struct ServerArgs {
     /// Serve beyond loopback without TLS and tokens (refused otherwise).
     #[arg(long, env = "WEFT_INSECURE")]
     insecure: bool,
+    /// PEM certificate (chain) for TLS on every listener (with --tls-key).
+    #[arg(long, env = "WEFT_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "WEFT_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this PEM CA (mutual TLS).
+    #[arg(long, env = "WEFT_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
 }
 
 /// The config file. Unknown keys are an error, so a typo does not go unnoticed.
@@ -69,6 +78,9 @@ struct ConfigFile {
     otlp_endpoint: Option<String>,
     auth: Option<bool>,
     insecure: Option<bool>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -95,6 +107,22 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
     if let Some(mib) = file.max_memory_mib {
         engine.max_memory_bytes = mib << 20;
     }
+    let tls = match (
+        args.tls_cert.or(file.tls_cert),
+        args.tls_key.or(file.tls_key),
+        args.tls_client_ca.or(file.tls_client_ca),
+    ) {
+        (Some(cert), Some(key), client_ca) => Some(weft_server::TlsFiles {
+            cert,
+            key,
+            client_ca,
+        }),
+        (None, None, None) => None,
+        (None, None, Some(_)) => {
+            anyhow::bail!("--tls-client-ca needs TLS: give --tls-cert and --tls-key too")
+        }
+        _ => anyhow::bail!("give --tls-cert and --tls-key together"),
+    };
     let config = ServerConfig {
         database: args.database.or(file.database).unwrap_or(defaults.database),
         max_cached_runs: args
@@ -112,6 +140,7 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         otlp_endpoint: weft_telemetry::traces::endpoint(args.otlp_endpoint.or(file.otlp_endpoint)),
         auth: args.auth || file.auth.unwrap_or(false),
         insecure: args.insecure || file.insecure.unwrap_or(false),
+        tls,
     };
     Ok((listen, config))
 }
@@ -124,7 +153,15 @@ pub fn server(args: ServerArgs) -> anyhow::Result<u8> {
             .await
             .with_context(|| format!("cannot listen on {listen}"))?;
         eprintln!("weft server on {listen} with {}", config.database);
-        eprintln!("console: http://{}/", config.http_listen.unwrap_or(listen));
+        let scheme = if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!(
+            "console: {scheme}://{}/",
+            config.http_listen.unwrap_or(listen)
+        );
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
@@ -151,6 +188,9 @@ mod tests {
             otlp_endpoint: None,
             auth: false,
             insecure: false,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 

@@ -50,6 +50,19 @@ struct Args {
     /// [default: OTEL_EXPORTER_OTLP_ENDPOINT; none: no traces].
     #[arg(long, env = "WEFT_OTLP_ENDPOINT")]
     otlp_endpoint: Option<String>,
+    /// Bearer token (a `worker` token for --queue and --cpu-queue) when the server runs
+    /// with --auth.
+    #[arg(long, env = "WEFT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// PEM CA of an https:// server [default: public CAs].
+    #[arg(long, env = "WEFT_CA")]
+    ca: Option<String>,
+    /// PEM client certificate for mutual TLS (with --key).
+    #[arg(long, env = "WEFT_CERT")]
+    cert: Option<String>,
+    /// PEM private key of --cert.
+    #[arg(long, env = "WEFT_KEY")]
+    key: Option<String>,
     /// Log lines as `text` or `json`.
     #[arg(long, env = "WEFT_LOG_FORMAT", default_value = "text")]
     log_format: weft_worker::telemetry::logs::LogFormat,
@@ -108,7 +121,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             max_wait: Duration::from_millis(args.max_wait_ms),
         },
     );
-    let mut worker = weft_worker::Worker::connect(&args.server).await?;
+    let options = weft_worker::ClientOptions::from_files(
+        args.token.clone(),
+        args.ca.as_deref(),
+        args.cert.as_deref(),
+        args.key.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let mut worker = weft_worker::Worker::connect_with(&args.server, &options).await?;
     worker.drain_timeout(Duration::from_secs(args.drain_timeout_s));
     weft_inference::register(&mut worker, &batcher);
     // Tests and supervisors wait for this line: polling starts only now.
@@ -123,7 +143,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         if args.cpu_queue.is_empty() {
             return Ok(());
         }
-        let mut cpu = weft_worker::Worker::connect(&args.server).await?;
+        let mut cpu = weft_worker::Worker::connect_with(&args.server, &options).await?;
         weft_inference::register_cpu(&mut cpu);
         cpu.run(&args.cpu_queue, args.concurrency, stop()).await
     };

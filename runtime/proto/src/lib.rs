@@ -48,4 +48,85 @@ pub mod credentials {
 
     /// A channel that carries the token.
     pub type Authorized = InterceptedService<Channel, Bearer>;
+
+    /// How a client reaches a server: its token and, for `https://` URLs, whom to trust and
+    /// which certificate to show.
+    #[derive(Clone, Debug, Default)]
+    pub struct ClientOptions {
+        pub token: Option<String>,
+        /// PEM of the CA that signed the server's certificate [default: the public web PKI].
+        pub ca_pem: Option<Vec<u8>>,
+        /// PEM certificate and key to present (mutual TLS).
+        pub identity_pem: Option<(Vec<u8>, Vec<u8>)>,
+    }
+
+    fn read(var: &str, path: &str) -> Result<Vec<u8>, String> {
+        std::fs::read(path).map_err(|e| format!("cannot read {var} `{path}`: {e}"))
+    }
+
+    impl ClientOptions {
+        /// From files: `ca`, and `cert` + `key` (both or neither).
+        pub fn from_files(
+            token: Option<String>,
+            ca: Option<&str>,
+            cert: Option<&str>,
+            key: Option<&str>,
+        ) -> Result<Self, String> {
+            let identity_pem = match (cert, key) {
+                (Some(cert), Some(key)) => Some((read("--cert", cert)?, read("--key", key)?)),
+                (None, None) => None,
+                _ => return Err("give --cert and --key together (mutual TLS)".into()),
+            };
+            Ok(ClientOptions {
+                token,
+                ca_pem: ca.map(|ca| read("--ca", ca)).transpose()?,
+                identity_pem,
+            })
+        }
+
+        /// From `WEFT_TOKEN`, `WEFT_CA`, `WEFT_CERT` and `WEFT_KEY` (file paths).
+        pub fn from_env() -> Result<Self, String> {
+            let var = |name| std::env::var(name).ok().filter(|v| !v.is_empty());
+            Self::from_files(
+                var("WEFT_TOKEN"),
+                var("WEFT_CA").as_deref(),
+                var("WEFT_CERT").as_deref(),
+                var("WEFT_KEY").as_deref(),
+            )
+        }
+
+        /// Connects to `url` (`http://` or `https://`).
+        pub async fn connect(&self, url: &str) -> Result<Authorized, String> {
+            let bearer = Bearer::new(self.token.as_deref())?;
+            let mut endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())
+                .map_err(|e| format!("`{url}` is not a server URL: {e}"))?;
+            if url.starts_with("https://") {
+                let mut tls = tonic::transport::ClientTlsConfig::new();
+                tls = match &self.ca_pem {
+                    Some(ca) => tls.ca_certificate(tonic::transport::Certificate::from_pem(ca)),
+                    None => tls.with_webpki_roots(),
+                };
+                if let Some((cert, key)) = &self.identity_pem {
+                    tls = tls.identity(tonic::transport::Identity::from_pem(cert, key));
+                }
+                endpoint = endpoint
+                    .tls_config(tls)
+                    .map_err(|e| format!("TLS settings for {url}: {e}"))?;
+            } else if self.ca_pem.is_some() || self.identity_pem.is_some() {
+                return Err(format!(
+                    "TLS files were given but `{url}` is not https://; use https://"
+                ));
+            }
+            let channel = endpoint.connect().await.map_err(|e| {
+                let mut reason = e.to_string();
+                let mut source = std::error::Error::source(&e);
+                while let Some(s) = source {
+                    reason = format!("{reason}: {s}");
+                    source = s.source();
+                }
+                reason
+            })?;
+            Ok(InterceptedService::new(channel, bearer))
+        }
+    }
 }

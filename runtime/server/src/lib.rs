@@ -108,6 +108,39 @@ pub struct ServerConfig {
     pub auth: bool,
     /// Serve on a non-loopback address without TLS and auth (refused otherwise).
     pub insecure: bool,
+    /// TLS on every listener; `None`: plain text.
+    pub tls: Option<TlsFiles>,
+}
+
+/// PEM files for TLS.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+    /// Require client certificates signed by this CA (mutual TLS).
+    pub client_ca: Option<std::path::PathBuf>,
+}
+
+impl TlsFiles {
+    fn server_config(&self) -> Result<tonic::transport::ServerTlsConfig, StartError> {
+        let read = |what: &str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| {
+                StartError::Tls(format!("cannot read the {what} `{}`: {e}", path.display()))
+            })
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read("certificate (--tls-cert)", &self.cert)?,
+            read("key (--tls-key)", &self.key)?,
+        );
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "client CA (--tls-client-ca)",
+                ca,
+            )?));
+        }
+        Ok(config)
+    }
 }
 
 impl Default for ServerConfig {
@@ -123,6 +156,7 @@ impl Default for ServerConfig {
             otlp_endpoint: None,
             auth: false,
             insecure: false,
+            tls: None,
         }
     }
 }
@@ -143,10 +177,12 @@ pub enum StartError {
     Telemetry(#[from] weft_telemetry::TelemetryError),
     #[error(
         "refusing to serve on {addr} without TLS and tokens: anyone who reaches it could upload code and read every payload. \
-         Turn on --auth (TLS is coming next; until then put a TLS proxy in front), serve on 127.0.0.1, \
+         Turn both on (--tls-cert FILE --tls-key FILE --auth), serve on 127.0.0.1, \
          or pass --insecure to accept the risk"
     )]
     Unsafe { addr: SocketAddr },
+    #[error("TLS: {0}")]
+    Tls(String),
     #[error("cannot make the first admin token: {0}")]
     FirstToken(String),
     #[error("cannot listen for HTTP on {addr}: {error}")]
@@ -168,14 +204,20 @@ pub async fn serve(
         .flatten()
         .find(|a| !a.ip().is_loopback());
     if let Some(addr) = exposed {
-        if !config.auth && !config.insecure {
+        let protected = config.auth && config.tls.is_some();
+        if !protected && !config.insecure {
             return Err(StartError::Unsafe { addr });
         }
-        if config.insecure {
-            tracing::warn!(%addr, auth = config.auth,
-                "--insecure: serving beyond loopback without TLS; traffic (tokens included) is readable on the network");
+        if !protected {
+            tracing::warn!(%addr, auth = config.auth, tls = config.tls.is_some(),
+                "--insecure: serving beyond loopback without TLS and tokens both on; what is off is open to the network");
         }
     }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(TlsFiles::server_config)
+        .transpose()?;
     // Bound first, like the gRPC listener: a busy address fails the start at once.
     let http_listener = match config.http_listen {
         Some(addr) => Some(
@@ -269,13 +311,29 @@ pub async fn serve(
         None => (tonic::service::Routes::from(console), None),
         Some(http_listener) => {
             tracing::info!(addr = ?http_listener.local_addr().ok(), "console listening");
-            let server =
-                axum::serve(http_listener, console.layer(telemetry::RequestLayer)).into_future();
+            // Served by tonic too, so it gets the same TLS as gRPC.
+            let mut builder = tonic::transport::Server::builder();
+            if let Some(tls) = &tls {
+                builder = builder
+                    .tls_config(tls.clone())
+                    .map_err(|e| StartError::Tls(e.to_string()))?;
+            }
+            let server = builder
+                .accept_http1(true)
+                .layer(telemetry::RequestLayer)
+                .add_routes(tonic::service::Routes::from(console))
+                .serve_with_incoming(tonic::transport::server::TcpIncoming::from(http_listener));
             (tonic::service::Routes::default(), Some(server))
         }
     };
     tracing::info!(?addr, node, database = %config.database, "weft server listening");
-    let grpc = tonic::transport::Server::builder()
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = tls {
+        builder = builder
+            .tls_config(tls)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    let grpc = builder
         .accept_http1(true)
         .layer(telemetry::RequestLayer)
         .add_routes(routes)

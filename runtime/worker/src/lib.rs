@@ -38,7 +38,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::Semaphore;
-use weft_proto::credentials::{Authorized, Bearer};
+use weft_proto::credentials::Authorized;
+pub use weft_proto::credentials::ClientOptions;
 use weft_proto::worker_service_client::WorkerServiceClient;
 pub use weft_telemetry as telemetry;
 use weft_telemetry::traces::{self, Attribute, Kind, TraceContext};
@@ -156,26 +157,27 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Connects to the server at `url` (e.g. `http://127.0.0.1:7233`), with the token in
-    /// `WEFT_TOKEN` if it is set (a `worker` token for the queues this worker serves).
+    /// Connects to the server at `url` (e.g. `http://127.0.0.1:7233`, or `https://...`),
+    /// with what the environment gives: `WEFT_TOKEN` (a `worker` token for the queues this
+    /// worker serves), `WEFT_CA`, `WEFT_CERT` and `WEFT_KEY` (PEM files, for TLS and mTLS).
     pub async fn connect(url: &str) -> Result<Self, WorkerError> {
-        let token = std::env::var("WEFT_TOKEN").ok();
-        Self::connect_with_token(url, token.as_deref()).await
-    }
-
-    /// Connects to the server at `url`, sending `token` with every call.
-    pub async fn connect_with_token(url: &str, token: Option<&str>) -> Result<Self, WorkerError> {
-        let failed = |reason: String| WorkerError::Connect {
+        let options = ClientOptions::from_env().map_err(|reason| WorkerError::Connect {
             url: url.to_owned(),
             reason,
-        };
-        let bearer = Bearer::new(token).map_err(failed)?;
-        let channel = tonic::transport::Endpoint::from_shared(url.to_owned())
-            .map_err(|e| failed(e.to_string()))?
-            .connect()
+        })?;
+        Self::connect_with(url, &options).await
+    }
+
+    /// Connects to the server at `url` with a token and TLS settings.
+    pub async fn connect_with(url: &str, options: &ClientOptions) -> Result<Self, WorkerError> {
+        let channel = options
+            .connect(url)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        let client = WorkerServiceClient::with_interceptor(channel, bearer);
+            .map_err(|reason| WorkerError::Connect {
+                url: url.to_owned(),
+                reason,
+            })?;
+        let client = WorkerServiceClient::new(channel);
         Ok(Worker {
             url: url.to_owned(),
             client,
