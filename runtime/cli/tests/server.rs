@@ -287,7 +287,7 @@ async fn bad_requests_get_the_right_status_and_the_server_keeps_serving() {
 
     let err = worker
         .complete_activity_task(proto::CompleteActivityTaskRequest {
-            task_token: "nope#1".into(),
+            task_token: "nope#1#0123456789abcdef".into(),
             output: vec![],
         })
         .await
