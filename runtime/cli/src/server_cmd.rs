@@ -16,7 +16,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:7233";
 pub struct ServerArgs {
     /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
-    /// insecure, tls_cert, tls_key, tls_client_ca. Flags
+    /// insecure, tls_cert, tls_key, tls_client_ca, max_history_events, max_pending_activities,
+    /// max_pending_timers, max_pending_children. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -81,6 +82,10 @@ struct ConfigFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     tls_client_ca: Option<PathBuf>,
+    max_history_events: Option<u64>,
+    max_pending_activities: Option<u32>,
+    max_pending_timers: Option<u32>,
+    max_pending_children: Option<u32>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -107,6 +112,15 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
     if let Some(mib) = file.max_memory_mib {
         engine.max_memory_bytes = mib << 20;
     }
+    let limits = &mut engine.limits;
+    limits.max_events = file.max_history_events.unwrap_or(limits.max_events);
+    limits.max_pending_activities = file
+        .max_pending_activities
+        .unwrap_or(limits.max_pending_activities);
+    limits.max_pending_timers = file.max_pending_timers.unwrap_or(limits.max_pending_timers);
+    limits.max_pending_children = file
+        .max_pending_children
+        .unwrap_or(limits.max_pending_children);
     let tls = match (
         args.tls_cert.or(file.tls_cert),
         args.tls_key.or(file.tls_key),

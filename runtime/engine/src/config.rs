@@ -12,6 +12,9 @@ pub struct EngineConfig {
     /// Use wasmtime's pooling allocator with this many instance slots (faster instantiation,
     /// memory reserved up front); `None` allocates on demand.
     pub pooling_instances: Option<u32>,
+    /// How far one run may grow (history length, pending operations); past it the run fails
+    /// with `LimitExceeded`.
+    pub limits: weft_history::Limits,
 }
 
 impl Default for EngineConfig {
@@ -22,6 +25,7 @@ impl Default for EngineConfig {
             fuel_per_activation: 1_000_000_000,
             max_memory_bytes: 64 << 20,
             pooling_instances: None,
+            limits: weft_history::Limits::default(),
         }
     }
 }

@@ -178,9 +178,10 @@ impl WorkflowRun {
     fn with_machine(
         engine: &Engine,
         module: &WorkflowModule,
-        machine: Machine,
+        mut machine: Machine,
         options: RunOptions,
     ) -> Self {
+        machine.set_limits(engine.config().limits);
         let input = machine.history().header.input.0.clone();
         let shared = new_shared(machine, options);
         let store = new_store(engine, shared.clone());
@@ -261,6 +262,7 @@ impl WorkflowRun {
             (Some(Stop::Machine(MachineError::Misuse(message))), _) => {
                 Err(ErrorInfo::new("HostCallMisuse", message))
             }
+            (Some(Stop::Machine(MachineError::LimitExceeded(error))), _) => Err(error),
             (Some(Stop::Machine(error)), _) => return machine_error(error),
             (Some(Stop::CancelledInSleep), _) => Err(ErrorInfo::new(
                 "Cancelled",

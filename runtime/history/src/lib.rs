@@ -17,7 +17,8 @@ pub mod pending;
 pub use event::{Event, EventKind, EventRole, Handle};
 pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
 pub use machine::{
-    DeliveryError, Machine, MachineError, NonDeterminism, PendingOp, Wait, splitmix64,
+    DeliveryError, LIMIT_EXCEEDED, Limits, Machine, MachineError, NonDeterminism, PendingOp, Wait,
+    splitmix64,
 };
 pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
 pub use pending::pending_operations;

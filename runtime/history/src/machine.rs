@@ -54,6 +54,38 @@ pub enum MachineError {
     /// Replay reached the point where the run was terminated from outside.
     #[error("the run was terminated here")]
     Terminated,
+    /// The command would take the run past one of its [`Limits`]; the run fails with this
+    /// error (kind [`LIMIT_EXCEEDED`]).
+    #[error("{}", .0.message)]
+    LimitExceeded(crate::payload::ErrorInfo),
+}
+
+/// The error kind of a run stopped by one of its [`Limits`].
+pub const LIMIT_EXCEEDED: &str = "LimitExceeded";
+
+/// How far one run may grow. Checked when the run goes on live; a replay follows what was
+/// recorded, so lowering a limit never breaks the replay of a run that passed it before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Events in the history.
+    pub max_events: u64,
+    /// Activities started and not completed.
+    pub max_pending_activities: u32,
+    /// Timers started and not fired.
+    pub max_pending_timers: u32,
+    /// Child workflows started and not closed.
+    pub max_pending_children: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_events: 51_200,
+            max_pending_activities: 2_000,
+            max_pending_timers: 2_000,
+            max_pending_children: 2_000,
+        }
+    }
 }
 
 /// Why a delivery from the outside world was refused. Nothing was appended.
@@ -162,6 +194,7 @@ pub struct Machine {
     rng: SplitMix64,
     closed: bool,
     cancel_requested: bool,
+    limits: Limits,
 }
 
 /// What a pending operation is, for drivers that must act on it (cancel its task or timer).
@@ -190,8 +223,56 @@ impl Machine {
             unclaimed_signals: VecDeque::new(),
             closed: false,
             cancel_requested: false,
+            limits: Limits::default(),
             history,
         }
+    }
+
+    /// Sets how far the run may grow (default: [`Limits::default`]).
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// The limit `new` would break if appended now, as the run's error.
+    fn limit_broken(&self, new: &EventKind) -> Option<crate::payload::ErrorInfo> {
+        let error = |message: String| Some(crate::payload::ErrorInfo::new(LIMIT_EXCEEDED, message));
+        let events = self.history.events.len() as u64;
+        if events + 1 >= self.limits.max_events {
+            return error(format!(
+                "the run reached its history limit of {} events; a workflow that runs for long \
+                 should continue-as-new (ctx.continue_as_new) to start a fresh history",
+                self.limits.max_events
+            ));
+        }
+        let (kind, max, what) = match new {
+            EventKind::ActivityScheduled { .. } => (
+                OpKind::Activity,
+                self.limits.max_pending_activities,
+                "activities",
+            ),
+            EventKind::TimerStarted { .. } => {
+                (OpKind::Timer, self.limits.max_pending_timers, "timers")
+            }
+            EventKind::ChildWorkflowStarted { .. } => (
+                OpKind::Child,
+                self.limits.max_pending_children,
+                "child workflows",
+            ),
+            _ => return None,
+        };
+        let pending = self
+            .ops
+            .iter()
+            .filter(|op| op.kind == kind && op.state == OpState::Pending)
+            .count();
+        if pending >= max as usize {
+            return error(format!(
+                "the run has {pending} pending {what}, its limit; wait for some to complete \
+                 before starting more (or raise max_pending_{})",
+                what.replace(' ', "_")
+            ));
+        }
+        None
     }
 
     /// A machine that only checks `history`: reaching its end stops the run with
@@ -515,6 +596,16 @@ impl Machine {
                 })?;
             self.cursor += 1;
         }
+        let terminal = matches!(new.role(), EventRole::Terminal);
+        // Where the run was stopped by a limit, replay stops it again, whatever the limits
+        // are now; the run's `fail` then matches the recorded event.
+        if !terminal
+            && let Some(EventKind::RunFailed { error }) =
+                self.history.events.get(self.cursor).map(|e| &e.kind)
+            && error.kind == LIMIT_EXCEEDED
+        {
+            return Err(MachineError::LimitExceeded(error.clone()));
+        }
         let seq = match self.history.events.get(self.cursor) {
             Some(recorded) if matches!(recorded.kind, EventKind::RunTerminated { .. }) => {
                 self.cursor += 1;
@@ -534,6 +625,9 @@ impl Machine {
             }
             None if self.replay_only => return Err(MachineError::ReplayEnded),
             None => {
+                if !terminal && let Some(error) = self.limit_broken(&new) {
+                    return Err(MachineError::LimitExceeded(error));
+                }
                 self.live = true;
                 let seq = self.history.append(now_ms, new);
                 self.cursor = self.history.events.len();

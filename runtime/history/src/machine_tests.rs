@@ -439,3 +439,62 @@ fn run_cancellation_completes_what_was_pending_and_not_what_comes_after() {
             .is_err()
     );
 }
+
+#[test]
+fn a_run_past_a_limit_fails_with_the_limit_named_and_replays_after_the_limit_changes() {
+    let limits = Limits {
+        max_pending_activities: 2,
+        max_events: 10,
+        ..Limits::default()
+    };
+    let mut m = fresh();
+    m.set_limits(limits);
+    let start = |m: &mut Machine, n: u32| {
+        m.start_activity(format!("a{n}"), Payload::null(), Default::default(), 1_000)
+    };
+    start(&mut m, 1).unwrap();
+    start(&mut m, 2).unwrap();
+    let Err(MachineError::LimitExceeded(error)) = start(&mut m, 3) else {
+        panic!("the third pending activity is refused");
+    };
+    assert_eq!(error.kind, LIMIT_EXCEEDED);
+    assert!(
+        error.message.contains("2 pending activities"),
+        "{}",
+        error.message
+    );
+    // The engine fails the run with it.
+    m.fail(error.clone(), 1_000).unwrap();
+    let history = m.into_history();
+    assert_eq!(history.events.len(), 4);
+
+    // Replayed with the limits raised, the run stops at the same place with the same error.
+    let mut again = Machine::new(history.clone());
+    again.set_limits(Limits::default());
+    start(&mut again, 1).unwrap();
+    start(&mut again, 2).unwrap();
+    let Err(MachineError::LimitExceeded(replayed)) = start(&mut again, 3) else {
+        panic!("replay stops where the run stopped");
+    };
+    again.fail(replayed, 1_000).unwrap();
+    assert_eq!(again.into_history(), history);
+
+    // The history limit names continue-as-new.
+    let mut long = fresh();
+    long.set_limits(Limits {
+        max_events: 4,
+        ..Limits::default()
+    });
+    long.now(1_000).unwrap();
+    long.now(1_000).unwrap();
+    let Err(MachineError::LimitExceeded(error)) = long.now(1_000) else {
+        panic!("the history is full");
+    };
+    assert!(
+        error.message.contains("continue-as-new"),
+        "{}",
+        error.message
+    );
+    long.fail(error, 1_000).unwrap();
+    assert_eq!(long.history().events.len(), 4);
+}

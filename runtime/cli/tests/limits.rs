@@ -1,0 +1,105 @@
+//! Limits hit on purpose against a real `weft server` with a config file: a run past its
+//! pending-activity or history limit fails with `LimitExceeded` naming the limit, its history
+//! replays clean, and the server serves the next request.
+
+use weft_proto::{self as proto, RunStatus};
+use weft_worker::{ActivityContext, ActivityError, Worker};
+
+mod common;
+use common::*;
+
+const QUEUE: &str = "limits";
+
+async fn run_to_end(
+    client: &mut weft_proto::workflow_service_client::WorkflowServiceClient<
+        tonic::transport::Channel,
+    >,
+    workflow_type: &str,
+    id: &str,
+    input: &str,
+) -> proto::GetWorkflowResultResponse {
+    client
+        .start_workflow(proto::StartWorkflowRequest {
+            workflow_type: workflow_type.into(),
+            workflow_id: id.into(),
+            input: input.as_bytes().to_vec(),
+            task_queue: QUEUE.into(),
+            return_existing: false,
+        })
+        .await
+        .unwrap();
+    wait_result(client, id).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn runs_past_a_limit_fail_naming_it_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "max_pending_activities = 5\nmax_history_events = 40\n",
+    )
+    .unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let server = ServerProcess::start_with(
+        &database,
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "FanOut", weft_tests::FAN_OUT).await;
+    upload(&mut client, "EdgeCases", weft_tests::EDGE_CASES).await;
+    let mut worker = Worker::connect(&server.url).await.unwrap();
+    worker
+        .activity("square", |_: ActivityContext, i: u64| async move {
+            Ok::<_, ActivityError>(i * i)
+        })
+        .activity("step", |_: ActivityContext, i: u64| async move {
+            Ok::<_, ActivityError>(i)
+        });
+    let worker = tokio::spawn(async move {
+        worker.run(QUEUE, 16, std::future::pending()).await.unwrap();
+    });
+
+    // Five activities at once are within the limit; ten are not.
+    let ok = run_to_end(&mut client, "FanOut", "fan-5", r#"{"n": 5}"#).await;
+    assert_eq!(ok.status, RunStatus::Completed as i32);
+    let over = run_to_end(&mut client, "FanOut", "fan-10", r#"{"n": 10}"#).await;
+    assert_eq!(over.status, RunStatus::Failed as i32);
+    let error = over.error.unwrap();
+    assert_eq!(error.kind, "LimitExceeded");
+    assert!(
+        error.message.contains("5 pending activities")
+            && error.message.contains("max_pending_activities"),
+        "{}",
+        error.message
+    );
+    let h = history(&mut client, "fan-10").await;
+    replays_clean(dir.path(), &h, weft_tests::FAN_OUT);
+
+    // 30 sequential activities write ~60 events: past the history limit of 40.
+    let long = run_to_end(
+        &mut client,
+        "EdgeCases",
+        "long-1",
+        r#"{"mode": "activities", "n": 30}"#,
+    )
+    .await;
+    assert_eq!(long.status, RunStatus::Failed as i32);
+    let error = long.error.unwrap();
+    assert_eq!(error.kind, "LimitExceeded");
+    assert!(
+        error.message.contains("continue-as-new"),
+        "{}",
+        error.message
+    );
+    let h = history(&mut client, "long-1").await;
+    assert_eq!(h.events.len(), 40, "the failure is the last event allowed");
+    replays_clean(dir.path(), &h, weft_tests::EDGE_CASES);
+
+    // And the next run is served as usual.
+    let next = run_to_end(&mut client, "FanOut", "fan-3", r#"{"n": 3}"#).await;
+    assert_eq!(next.status, RunStatus::Completed as i32);
+    worker.abort();
+}
