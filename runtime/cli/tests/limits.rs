@@ -103,3 +103,33 @@ async fn runs_past_a_limit_fail_naming_it_and_the_server_goes_on() {
     assert_eq!(next.status, RunStatus::Completed as i32);
     worker.abort();
 }
+
+#[tokio::test]
+async fn a_handler_that_panics_answers_internal_and_the_server_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let server = ServerProcess::start_with_env(
+        &database,
+        free_port(),
+        &[],
+        &[(
+            "WEFT_FAULT_PANIC_PATH",
+            "/weft.v1.WorkflowService/ListModules",
+        )],
+    )
+    .await;
+    let mut client = server.client().await;
+    for _ in 0..3 {
+        let status = client
+            .list_modules(proto::ListModulesRequest {})
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), tonic::Code::Internal, "{status:?}");
+        assert!(status.message().contains("goes on serving"), "{status:?}");
+        // The same connection, the next request: served.
+        client
+            .list_workflows(proto::ListWorkflowsRequest::default())
+            .await
+            .expect("the server still serves");
+    }
+}

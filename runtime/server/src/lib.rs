@@ -305,6 +305,7 @@ pub async fn serve(
     let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
     let worker = worker_service::WorkerApi::new(store, executor, clock, auth);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
+    let request_layer = telemetry::RequestLayer::new();
     let console = http::router(workflow.clone());
     // The console and its API beside gRPC (one port, one URL), or on a listener of their own.
     let (routes, http_server) = match http_listener {
@@ -320,7 +321,7 @@ pub async fn serve(
             }
             let server = builder
                 .accept_http1(true)
-                .layer(telemetry::RequestLayer)
+                .layer(request_layer.clone())
                 .add_routes(tonic::service::Routes::from(console))
                 .serve_with_incoming(tonic::transport::server::TcpIncoming::from(http_listener));
             (tonic::service::Routes::default(), Some(server))
@@ -335,7 +336,7 @@ pub async fn serve(
     }
     let grpc = builder
         .accept_http1(true)
-        .layer(telemetry::RequestLayer)
+        .layer(request_layer.clone())
         .add_routes(routes)
         .add_service(health)
         .add_service(reflection_v1)

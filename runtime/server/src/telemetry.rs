@@ -352,21 +352,60 @@ pub(crate) fn attempt_ended(
 
 /// Counts and traces every gRPC call (and traces every JSON API call): one span per call,
 /// a child of the caller's `traceparent`, which is then replaced by the call's own span so
-/// the handler starts runs under it.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct RequestLayer;
+/// the handler starts runs under it. A handler that panics answers `INTERNAL` and the server
+/// goes on serving.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RequestLayer {
+    /// Debug builds only: the request path whose handling panics (`WEFT_FAULT_PANIC_PATH`),
+    /// for the test that proves a panic is contained.
+    panic_path: Option<std::sync::Arc<str>>,
+}
+
+impl RequestLayer {
+    pub(crate) fn new() -> Self {
+        let panic_path = cfg!(debug_assertions)
+            .then(|| std::env::var("WEFT_FAULT_PANIC_PATH").ok())
+            .flatten()
+            .map(std::sync::Arc::from);
+        RequestLayer { panic_path }
+    }
+}
 
 impl<S> tower::Layer<S> for RequestLayer {
     type Service = RequestService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestService { inner }
+        RequestService {
+            inner,
+            panic_path: self.panic_path.clone(),
+        }
     }
 }
 
 #[derive(Clone, Debug)]
 pub(crate) struct RequestService<S> {
     inner: S,
+    panic_path: Option<std::sync::Arc<str>>,
+}
+
+/// The gRPC answer to a handler that panicked.
+fn internal_response<B: Default>(method: &str) -> http::Response<B> {
+    let mut response = http::Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert(
+        "grpc-status",
+        http::HeaderValue::from(tonic::Code::Internal as i32),
+    );
+    if let Ok(message) = http::HeaderValue::from_str(&format!(
+        "the server failed handling {method} (a bug; it is logged) and goes on serving"
+    )) {
+        headers.insert("grpc-message", message);
+    }
+    response
 }
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
@@ -408,6 +447,7 @@ where
     S: tower::Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
+    RB: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -461,9 +501,33 @@ where
             None
         };
         let started = Instant::now();
+        let inject = self
+            .panic_path
+            .as_deref()
+            .is_some_and(|p| p == request.uri().path());
         let response = inner.call(request);
         Box::pin(async move {
-            let response = response.await;
+            use futures_util::FutureExt;
+            let handled = std::panic::AssertUnwindSafe(async move {
+                if inject {
+                    panic!("injected panic (WEFT_FAULT_PANIC_PATH)");
+                }
+                response.await
+            })
+            .catch_unwind()
+            .await;
+            let response = match handled {
+                Ok(response) => response,
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(method = %method, panic = %what, "a request handler panicked");
+                    Ok(internal_response(&method))
+                }
+            };
             let code = match &response {
                 Ok(r) => r
                     .headers()
