@@ -17,7 +17,8 @@ pub struct ServerArgs {
     /// A TOML file with any of: listen, http, database, node_id, max_cached_runs,
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
     /// insecure, tls_cert, tls_key, tls_client_ca, max_history_events, max_pending_activities,
-    /// max_pending_timers, max_pending_children. Flags
+    /// max_pending_timers, max_pending_children, starts_per_second_per_token,
+    /// module_compile_timeout_ms, max_module_versions. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -86,6 +87,9 @@ struct ConfigFile {
     max_pending_activities: Option<u32>,
     max_pending_timers: Option<u32>,
     max_pending_children: Option<u32>,
+    starts_per_second_per_token: Option<f64>,
+    module_compile_timeout_ms: Option<u64>,
+    max_module_versions: Option<usize>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -155,6 +159,18 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         auth: args.auth || file.auth.unwrap_or(false),
         insecure: args.insecure || file.insecure.unwrap_or(false),
         tls,
+        api_limits: weft_server::ApiLimits {
+            starts_per_second_per_token: file
+                .starts_per_second_per_token
+                .unwrap_or(defaults.api_limits.starts_per_second_per_token),
+            module_compile_timeout: file
+                .module_compile_timeout_ms
+                .map(std::time::Duration::from_millis)
+                .unwrap_or(defaults.api_limits.module_compile_timeout),
+            max_module_versions: file
+                .max_module_versions
+                .unwrap_or(defaults.api_limits.max_module_versions),
+        },
     };
     Ok((listen, config))
 }

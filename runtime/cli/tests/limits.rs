@@ -133,3 +133,88 @@ async fn a_handler_that_panics_answers_internal_and_the_server_goes_on() {
             .expect("the server still serves");
     }
 }
+
+#[tokio::test]
+async fn starts_are_rate_limited_per_token_and_module_versions_and_compile_time_are_capped() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "starts_per_second_per_token = 2\nmax_module_versions = 1\n",
+    )
+    .unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let server = ServerProcess::start_with(
+        &database,
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "Greeting", weft_tests::HELLO_ACTIVITY).await;
+    // The same module again is not a new version; another one is refused at the cap.
+    upload(&mut client, "Greeting", weft_tests::HELLO_ACTIVITY).await;
+    let capped = client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: "Greeting".into(),
+            component: std::fs::read(weft_tests::HELLO_ACTIVITY_V2).unwrap(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(capped.code(), tonic::Code::ResourceExhausted, "{capped:?}");
+    assert!(
+        capped.message().contains("max_module_versions"),
+        "{capped:?}"
+    );
+
+    // A burst of two, then the third start waits, told for how long.
+    for i in 0..2 {
+        start(&mut client, "Greeting", &format!("rate-{i}"), "\"x\"").await;
+    }
+    let limited = client
+        .start_workflow(proto::StartWorkflowRequest {
+            workflow_type: "Greeting".into(),
+            workflow_id: "rate-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        limited.code(),
+        tonic::Code::ResourceExhausted,
+        "{limited:?}"
+    );
+    let retry = tonic_types::StatusExt::get_details_retry_info(&limited)
+        .and_then(|r| r.retry_delay)
+        .expect("the wait is in the status details");
+    assert!(retry > std::time::Duration::ZERO && retry <= std::time::Duration::from_millis(500));
+    tokio::time::sleep(retry).await;
+    start(&mut client, "Greeting", "rate-2", "\"x\"").await;
+    drop(server);
+
+    // A compile past its deadline is refused; the server goes on.
+    std::fs::write(&config, "module_compile_timeout_ms = 1\n").unwrap();
+    let server = ServerProcess::start_with(
+        &format!("sqlite:{}", dir.path().join("other.db").display()),
+        free_port(),
+        &["--config", config.to_str().unwrap()],
+    )
+    .await;
+    let mut client = server.client().await;
+    let slow = client
+        .upload_module(proto::UploadModuleRequest {
+            workflow_type: "Saga".into(),
+            component: std::fs::read(weft_tests::SAGA).unwrap(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(slow.code(), tonic::Code::InvalidArgument, "{slow:?}");
+    assert!(
+        slow.message().contains("module_compile_timeout_ms"),
+        "{slow:?}"
+    );
+    client
+        .list_modules(proto::ListModulesRequest {})
+        .await
+        .expect("still serving");
+}

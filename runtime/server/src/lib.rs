@@ -12,6 +12,7 @@ pub mod auth;
 pub mod executor;
 mod http;
 pub mod queue_activity;
+mod rate;
 mod sweeper;
 pub mod telemetry;
 mod worker_service;
@@ -110,6 +111,29 @@ pub struct ServerConfig {
     pub insecure: bool,
     /// TLS on every listener; `None`: plain text.
     pub tls: Option<TlsFiles>,
+    /// Limits on what callers may ask.
+    pub api_limits: ApiLimits,
+}
+
+/// Limits on callers (per-run limits are in [`weft_engine::EngineConfig::limits`]).
+#[derive(Clone, Debug)]
+pub struct ApiLimits {
+    /// Runs one token (or, without auth, everyone) may start per second; 0: no limit.
+    pub starts_per_second_per_token: f64,
+    /// Longest a module upload may spend compiling; a slower one is refused.
+    pub module_compile_timeout: Duration,
+    /// Module versions kept per workflow type; an upload past it is refused.
+    pub max_module_versions: usize,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            starts_per_second_per_token: 0.0,
+            module_compile_timeout: Duration::from_secs(60),
+            max_module_versions: 100,
+        }
+    }
 }
 
 /// PEM files for TLS.
@@ -157,6 +181,7 @@ impl Default for ServerConfig {
             auth: false,
             insecure: false,
             tls: None,
+            api_limits: ApiLimits::default(),
         }
     }
 }
@@ -301,6 +326,7 @@ pub async fn serve(
         executor.clone(),
         clock.clone(),
         auth.clone(),
+        config.api_limits.clone(),
     ));
     let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
     let worker = worker_service::WorkerApi::new(store, executor, clock, auth);

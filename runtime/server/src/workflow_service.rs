@@ -25,6 +25,11 @@ pub(crate) struct WorkflowApi {
     executor: Executor,
     clock: Arc<dyn Clock>,
     auth: Auth,
+    limits: crate::ApiLimits,
+    starts: crate::rate::RateLimiter,
+    /// Module compiles at once: a flood of hostile uploads queues here instead of taking
+    /// every blocking thread.
+    compiles: Arc<tokio::sync::Semaphore>,
     /// Modules compiled to replay histories for their log lines (bounded; the executor's
     /// own cache is private to its task).
     replay_modules: std::sync::Mutex<std::collections::HashMap<String, WorkflowModule>>,
@@ -107,6 +112,7 @@ impl WorkflowApi {
         executor: Executor,
         clock: Arc<dyn Clock>,
         auth: Auth,
+        limits: crate::ApiLimits,
     ) -> Self {
         WorkflowApi {
             engine,
@@ -114,6 +120,9 @@ impl WorkflowApi {
             executor,
             clock,
             auth,
+            starts: crate::rate::RateLimiter::new(limits.starts_per_second_per_token),
+            limits,
+            compiles: Arc::new(tokio::sync::Semaphore::new(2)),
             replay_modules: Default::default(),
         }
     }
@@ -373,17 +382,51 @@ impl WorkflowService for WorkflowApi {
                 req.component.len()
             )));
         }
-        // Compiling is CPU work: keep it off the async workers.
+        let module_id = module_sha256(&req.component);
+        let versions = self
+            .store
+            .modules()
+            .await
+            .map_err(ServerError::from)?
+            .into_iter()
+            .filter(|m| m.workflow_type == workflow_type)
+            .collect::<Vec<_>>();
+        if versions.len() >= self.limits.max_module_versions
+            && !versions.iter().any(|m| m.module_id == module_id)
+        {
+            return Err(Status::resource_exhausted(format!(
+                "workflow type `{workflow_type}` has {} module versions, the limit \
+                 (max_module_versions); upload under a new type name, or raise the limit",
+                versions.len()
+            )));
+        }
+        // Compiling is CPU work: off the async workers, a few at a time, with a deadline.
+        let slot = self
+            .compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
         let engine = self.engine.clone();
         let bytes = req.component;
-        let (bytes, checked) = tokio::task::spawn_blocking(move || {
+        let compiling = tokio::task::spawn_blocking(move || {
             let checked = engine.load(&bytes).map(|_| ());
+            // Held until the compile ends, even past the caller's deadline.
+            drop(slot);
             (bytes, checked)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
+        });
+        let timeout = self.limits.module_compile_timeout;
+        let (bytes, checked) = tokio::time::timeout(timeout, compiling)
+            .await
+            .map_err(|_| {
+                Status::invalid_argument(format!(
+                    "component rejected: compiling it took longer than {} ms \
+                     (module_compile_timeout_ms); a workflow module should compile in well under a second",
+                    timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| Status::internal(e.to_string()))?;
         checked.map_err(|e| Status::invalid_argument(format!("component rejected: {e}")))?;
-        let module_id = module_sha256(&bytes);
         self.store
             .put_module(workflow_type, &module_id, &bytes, self.clock.now_ms())
             .await
@@ -402,9 +445,23 @@ impl WorkflowService for WorkflowApi {
         request: Request<proto::StartWorkflowRequest>,
     ) -> Result<Response<proto::StartWorkflowResponse>, Status> {
         let workflow_type = request.get_ref().workflow_type.clone();
-        self.auth
+        let principal = self
+            .auth
             .require(&request, Right::Operate(&workflow_type))
             .await?;
+        if let Err(wait) = self.starts.take(&principal.name) {
+            return Err(<Status as tonic_types::StatusExt>::with_error_details(
+                tonic::Code::ResourceExhausted,
+                format!(
+                    "token `{}` starts more than {} runs per second \
+                     (starts_per_second_per_token); retry in {} ms",
+                    principal.name,
+                    self.limits.starts_per_second_per_token,
+                    wait.as_millis().max(1)
+                ),
+                tonic_types::ErrorDetails::with_retry_info(Some(wait)),
+            ));
+        }
         let trace_context = crate::telemetry::caller_trace_context(&request);
         let req = request.into_inner();
         required("workflow_type", &req.workflow_type)?;
