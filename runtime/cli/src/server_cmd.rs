@@ -18,7 +18,7 @@ pub struct ServerArgs {
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
     /// insecure, tls_cert, tls_key, tls_client_ca, max_history_events, max_pending_activities,
     /// max_pending_timers, max_pending_children, starts_per_second_per_token,
-    /// module_compile_timeout_ms, max_module_versions. Flags
+    /// module_compile_timeout_ms, max_module_versions, [[client_certs]]. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -90,6 +90,9 @@ struct ConfigFile {
     starts_per_second_per_token: Option<f64>,
     module_compile_timeout_ms: Option<u64>,
     max_module_versions: Option<usize>,
+    /// `[[client_certs]]` tables: common_name, role, queues, types.
+    #[serde(default)]
+    client_certs: Vec<weft_server::auth::CertRole>,
 }
 
 fn read_config(path: &Path) -> anyhow::Result<ConfigFile> {
@@ -159,6 +162,7 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         auth: args.auth || file.auth.unwrap_or(false),
         insecure: args.insecure || file.insecure.unwrap_or(false),
         tls,
+        cert_roles: file.client_certs,
         api_limits: weft_server::ApiLimits {
             starts_per_second_per_token: file
                 .starts_per_second_per_token

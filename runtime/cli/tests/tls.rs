@@ -280,3 +280,62 @@ async fn mutual_tls_refuses_a_client_without_a_certificate() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_certificate_mapped_to_a_role_stands_for_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "[[client_certs]]\ncommon_name = \"worker-1\"\nrole = \"worker\"\nqueues = [\"hello-activity-task-queue\"]\n",
+    )
+    .unwrap();
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["server", "--auth", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--database")
+        .arg(format!("sqlite:{}", dir.path().join("weft.db").display()))
+        .args(["--config", s(&config)])
+        .args([
+            "--tls-cert",
+            s(&pki.server_cert),
+            "--tls-key",
+            s(&pki.server_key),
+        ])
+        .args(["--tls-client-ca", s(&pki.ca)])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_up(port).await;
+    let url = format!("https://localhost:{port}");
+    let options = ClientOptions::from_files(
+        None,
+        Some(s(&pki.ca)),
+        Some(s(&pki.client_cert)),
+        Some(s(&pki.client_key)),
+    )
+    .unwrap();
+    let channel = options.connect(&url).await.unwrap();
+    let mut workers = proto::worker_service_client::WorkerServiceClient::new(channel.clone());
+    let poll = |queue: &str| proto::PollActivityTaskRequest {
+        task_queue: queue.into(),
+        worker_id: "w".into(),
+        max_tasks: 1,
+        poll_timeout_ms: 10,
+    };
+    workers
+        .poll_activity_task(poll("hello-activity-task-queue"))
+        .await
+        .expect("the certificate's role and queue allow the poll, without a token");
+    let denied = workers.poll_activity_task(poll("cpu")).await.unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    assert!(denied.message().contains("cert:worker-1"), "{denied:?}");
+    let denied = WorkflowServiceClient::new(channel)
+        .list_modules(proto::ListModulesRequest {})
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "{denied:?}");
+    server.kill().unwrap();
+    server.wait().unwrap();
+}

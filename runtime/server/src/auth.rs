@@ -183,6 +183,28 @@ pub struct Auth {
     touched: Arc<Mutex<HashMap<String, u64>>>,
     /// Caller address -> when its last `auth_failure` was audited.
     failures: Arc<Mutex<HashMap<String, u64>>>,
+    /// Client certificates (mutual TLS) that stand for a token.
+    cert_roles: Arc<Vec<CertRole>>,
+}
+
+/// A client certificate, by its subject's common name, standing for a role and scopes: a
+/// worker on mutual TLS needs no token.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertRole {
+    pub common_name: String,
+    pub role: String,
+    #[serde(default)]
+    pub queues: Vec<String>,
+    #[serde(default)]
+    pub types: Vec<String>,
+}
+
+/// The subject common name of a DER certificate (already verified by the TLS handshake).
+fn common_name(der: &[u8]) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 fn now_ms() -> u64 {
@@ -202,12 +224,36 @@ pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
 
 impl Auth {
     pub fn new(store: Arc<dyn Store>, enabled: bool) -> Self {
+        Self::with_certificates(store, enabled, Vec::new())
+    }
+
+    /// With client certificates mapped to roles (checked when a call carries no token).
+    pub fn with_certificates(
+        store: Arc<dyn Store>,
+        enabled: bool,
+        cert_roles: Vec<CertRole>,
+    ) -> Self {
         Auth {
             store,
             enabled,
             touched: Arc::default(),
             failures: Arc::default(),
+            cert_roles: Arc::new(cert_roles),
         }
+    }
+
+    fn cert_principal(&self, common_name: &str) -> Option<Principal> {
+        let mapped = self
+            .cert_roles
+            .iter()
+            .find(|c| c.common_name == common_name)?;
+        let scope = |v: &Vec<String>| (!v.is_empty()).then(|| v.clone());
+        Some(Principal {
+            name: format!("cert:{common_name}"),
+            role: Role::parse(&mapped.role)?,
+            queues: scope(&mapped.queues),
+            types: scope(&mapped.types),
+        })
     }
 
     pub fn enabled(&self) -> bool {
@@ -221,7 +267,22 @@ impl Auth {
         request: &tonic::Request<T>,
         right: Right<'_>,
     ) -> Result<Principal, Status> {
-        let principal = match self.principal(request.metadata(), now_ms()).await {
+        let from_certificate = if self.enabled
+            && request.metadata().get("authorization").is_none()
+            && !self.cert_roles.is_empty()
+        {
+            request
+                .peer_certs()
+                .and_then(|certs| certs.first().and_then(|c| common_name(c.as_ref())))
+                .and_then(|cn| self.cert_principal(&cn))
+        } else {
+            None
+        };
+        let principal = match from_certificate {
+            Some(p) => Ok(p),
+            None => self.principal(request.metadata(), now_ms()).await,
+        };
+        let principal = match principal {
             Ok(p) => p,
             Err(status) => {
                 if status.code() == tonic::Code::Unauthenticated {

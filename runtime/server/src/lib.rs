@@ -113,6 +113,8 @@ pub struct ServerConfig {
     pub tls: Option<TlsFiles>,
     /// Limits on what callers may ask.
     pub api_limits: ApiLimits,
+    /// Client certificates (by common name) that stand for a role, with `auth` and mTLS.
+    pub cert_roles: Vec<auth::CertRole>,
 }
 
 /// Limits on callers (per-run limits are in [`weft_engine::EngineConfig::limits`]).
@@ -182,6 +184,7 @@ impl Default for ServerConfig {
             insecure: false,
             tls: None,
             api_limits: ApiLimits::default(),
+            cert_roles: Vec::new(),
         }
     }
 }
@@ -316,7 +319,21 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Serve(e.to_string()))?;
-    let auth = auth::Auth::new(store.clone(), config.auth);
+    for mapped in &config.cert_roles {
+        if auth::Role::parse(&mapped.role).is_none() {
+            return Err(StartError::Tls(format!(
+                "client certificate `{}` maps to unknown role `{}`: use admin, operator, reader or worker",
+                mapped.common_name, mapped.role
+            )));
+        }
+    }
+    if !config.cert_roles.is_empty() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+        return Err(StartError::Tls(
+            "client_certs map certificates to roles, which needs mutual TLS: set tls_client_ca"
+                .into(),
+        ));
+    }
+    let auth = auth::Auth::with_certificates(store.clone(), config.auth, config.cert_roles.clone());
     if config.auth {
         first_admin_token(store.as_ref(), clock.now_ms()).await?;
     }
