@@ -198,6 +198,69 @@ async fn rights_table(database: &str) {
             .unwrap();
     }
 
+    // Every RPC without a token: UNAUTHENTICATED.
+    let mut anon = as_(&url, None).await;
+    let (w, k, a) = (&mut anon.workflows, &mut anon.workers, &mut anon.admin);
+    let codes = [
+        code(w.upload_module(proto::UploadModuleRequest::default()).await),
+        code(
+            w.start_workflow(proto::StartWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.get_workflow_result(proto::GetWorkflowResultRequest::default())
+                .await,
+        ),
+        code(
+            w.describe_workflow(proto::DescribeWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.list_workflows(proto::ListWorkflowsRequest::default())
+                .await,
+        ),
+        code(w.get_history(proto::GetHistoryRequest::default()).await),
+        code(
+            w.signal_workflow(proto::SignalWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.cancel_workflow(proto::CancelWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.terminate_workflow(proto::TerminateWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.count_workflows(proto::CountWorkflowsRequest::default())
+                .await,
+        ),
+        code(w.list_modules(proto::ListModulesRequest::default()).await),
+        code(
+            w.list_task_queues(proto::ListTaskQueuesRequest::default())
+                .await,
+        ),
+        code(k.poll_activity_task(poll(QUEUE)).await),
+        code(
+            k.complete_activity_task(proto::CompleteActivityTaskRequest::default())
+                .await,
+        ),
+        code(
+            k.fail_activity_task(proto::FailActivityTaskRequest::default())
+                .await,
+        ),
+        code(
+            k.record_heartbeat(proto::RecordHeartbeatRequest::default())
+                .await,
+        ),
+        code(a.create_token(proto::CreateTokenRequest::default()).await),
+        code(a.list_tokens(proto::ListTokensRequest::default()).await),
+        code(a.revoke_token(proto::RevokeTokenRequest::default()).await),
+        code(a.list_audit(proto::ListAuditRequest::default()).await),
+    ];
+    assert_eq!(codes, [Code::Unauthenticated; 20]);
+
     // No token, or one the server never made: UNAUTHENTICATED, on every service.
     for token in [None, Some("weft_not-a-token")] {
         let mut c = as_(&url, token).await;
@@ -409,6 +472,29 @@ async fn rights_table(database: &str) {
         .await
         .0,
         200
+    );
+
+    // The console's sign-in: a token in, an HttpOnly same-site cookie out.
+    let login = format!("{url}/api/v1/login");
+    let (status, _) = http("POST", &login, Some(br#"{"token":"weft_wrong"}"#.to_vec())).await;
+    assert_eq!(status, 401);
+    let (status, headers, body) = http_response(
+        "POST",
+        &login,
+        Some(format!(r#"{{"token":"{operator}"}}"#).into_bytes()),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let cookie = headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    assert!(
+        cookie.starts_with(&format!("weft_token={operator};"))
+            && cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict"),
+        "{cookie}"
     );
 
     // Expired and revoked tokens are refused at once.

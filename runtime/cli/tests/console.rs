@@ -964,3 +964,70 @@ async fn screenshots() {
     }
     browser.close().await.unwrap();
 }
+
+/// On a server with --auth the console asks for a token, keeps it in an HttpOnly cookie
+/// (the page's script cannot read it), and then shows the runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_signs_in_with_a_token_on_a_server_with_auth() {
+    let Some((_driver, browser)) = browser().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["token", "create", "--role", "reader", "--name", "viewer"])
+        .args(["--database", &database])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let server = ServerProcess::start_with(&database, free_port(), &["--auth"]).await;
+    visit(
+        &browser,
+        &server.url,
+        "#/runs",
+        "the sign-in form",
+        "document.getElementById('login-token') !== null",
+    )
+    .await;
+    // A wrong token is refused on the form.
+    let field = browser.find(Locator::Id("login-token")).await.unwrap();
+    field.send_keys("weft_wrong").await.unwrap();
+    browser
+        .find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the refusal",
+        "document.getElementById('login-error').innerText.includes('unknown token')",
+    )
+    .await;
+    field.clear().await.unwrap();
+    field.send_keys(&token).await.unwrap();
+    browser
+        .find(Locator::Css("#login button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_until(
+        &browser,
+        "the runs page after sign-in",
+        "document.getElementById('login') === null && document.getElementById('main').innerText.includes('No runs match')",
+    )
+    .await;
+    assert_eq!(
+        eval(&browser, "document.cookie").await,
+        json!(""),
+        "the token cookie is HttpOnly"
+    );
+}

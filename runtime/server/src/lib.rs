@@ -337,14 +337,17 @@ pub async fn serve(
     if config.auth {
         first_admin_token(store.as_ref(), clock.now_ms()).await?;
     }
-    let workflow = Arc::new(workflow_service::WorkflowApi::new(
-        engine,
-        store.clone(),
-        executor.clone(),
-        clock.clone(),
-        auth.clone(),
-        config.api_limits.clone(),
-    ));
+    let workflow = Arc::new(
+        workflow_service::WorkflowApi::new(
+            engine,
+            store.clone(),
+            executor.clone(),
+            clock.clone(),
+            auth.clone(),
+            config.api_limits.clone(),
+        )
+        .with_secure_cookies(config.tls.is_some()),
+    );
     let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
     let worker = worker_service::WorkerApi::new(store, executor, clock, auth);
     let addr: Option<SocketAddr> = listener.local_addr().ok();

@@ -288,13 +288,14 @@ impl WorkerService for WorkerApi {
         &self,
         request: Request<proto::FailActivityTaskRequest>,
     ) -> Result<Response<proto::FailActivityTaskResponse>, Status> {
-        let req = request.get_ref();
-        if req.error_kind.is_empty() {
+        // Who is asking comes first: an unauthenticated caller learns nothing of the rules.
+        self.auth.require(&request, Right::Work("")).await?;
+        if request.get_ref().error_kind.is_empty() {
             return Err(Status::invalid_argument(
                 "error_kind is required: a machine-readable kind such as `ModelUnavailable`",
             ));
         }
-        let token = req.task_token.clone();
+        let token = request.get_ref().task_token.clone();
         let task = self.authorized_task(&request, &token).await?;
         let req = request.into_inner();
         if req.handed_back {

@@ -26,6 +26,7 @@ pub(crate) struct WorkflowApi {
     clock: Arc<dyn Clock>,
     auth: Auth,
     limits: crate::ApiLimits,
+    secure_cookies: bool,
     starts: crate::rate::RateLimiter,
     /// Module compiles at once: a flood of hostile uploads queues here instead of taking
     /// every blocking thread.
@@ -36,6 +37,32 @@ pub(crate) struct WorkflowApi {
 }
 
 impl WorkflowApi {
+    /// The principal `token` stands for (the console's sign-in); any valid token will do.
+    pub(crate) async fn check_token(&self, token: &str) -> Result<Principal, Status> {
+        let mut request = Request::new(());
+        let value = format!("Bearer {token}")
+            .parse()
+            .map_err(|_| Status::unauthenticated("unknown token"))?;
+        request.metadata_mut().insert("authorization", value);
+        if !self.auth.enabled() {
+            return Err(Status::failed_precondition(
+                "this server runs without auth (--auth): no sign-in is needed",
+            ));
+        }
+        self.auth.require(&request, Right::Login).await
+    }
+
+    /// Whether the console's cookie must only travel over TLS.
+    pub(crate) fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+    }
+
+    /// Marks the console's cookie `Secure` (the server runs TLS).
+    pub(crate) fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
+    }
+
     /// The Prometheus exposition, for a caller who may read; `Ok(None)` when metrics are off.
     pub(crate) async fn metrics_text(
         &self,
@@ -122,6 +149,7 @@ impl WorkflowApi {
             auth,
             starts: crate::rate::RateLimiter::new(limits.starts_per_second_per_token),
             limits,
+            secure_cookies: false,
             compiles: Arc::new(tokio::sync::Semaphore::new(2)),
             replay_modules: Default::default(),
         }

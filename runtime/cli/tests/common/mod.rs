@@ -307,6 +307,17 @@ pub async fn http_with(
     body: Option<Vec<u8>>,
     headers: &[(&str, &str)],
 ) -> (u16, Vec<u8>) {
+    let (status, _, body) = http_response(method, url, body, headers).await;
+    (status, body)
+}
+
+/// [`http_with`], with the response's headers.
+pub async fn http_response(
+    method: &str,
+    url: &str,
+    body: Option<Vec<u8>>,
+    headers: &[(&str, &str)],
+) -> (u16, hyper::HeaderMap, Vec<u8>) {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<Full<Bytes>>();
     let mut request = hyper::Request::builder()
@@ -321,6 +332,7 @@ pub async fn http_with(
         .unwrap();
     let response = client.request(request).await.expect("the server answers");
     let status = response.status().as_u16();
+    let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (status, bytes.to_vec())
+    (status, headers, bytes.to_vec())
 }

@@ -43,6 +43,8 @@ pub(super) fn routes(api: Arc<WorkflowApi>) -> axum::Router {
                 .layer(DefaultBodyLimit::max(MAX_COMPONENT_BYTES + 1024)),
         )
         .route("/api/v1/queues", get(queues))
+        .route("/api/v1/login", post(login))
+        .route("/api/v1/logout", post(logout))
         .route("/api/v1/{*rest}", axum::routing::any(unknown_endpoint))
         .with_state(api)
 }
@@ -613,6 +615,42 @@ async fn queues(State(api): Api, headers: HeaderMap) -> ApiResult {
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
     })))
+}
+
+#[derive(Deserialize)]
+struct Login {
+    token: String,
+}
+
+/// The console's sign-in: checks the token and keeps it in an HttpOnly, same-site cookie, so
+/// the page's script never holds it and other sites cannot send it.
+async fn login(State(api): Api, Json(body): Json<Login>) -> Result<Response, ApiError> {
+    let principal = api.check_token(body.token.trim()).await?;
+    let token = body.token.trim();
+    if !token
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(ApiError(tonic::Status::unauthenticated("unknown token")));
+    }
+    let secure = if api.secure_cookies() { "; Secure" } else { "" };
+    let cookie = format!("weft_token={token}; Path=/; HttpOnly; SameSite=Strict{secure}");
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Json(json!({"name": principal.name, "role": principal.role.as_str()})),
+    )
+        .into_response())
+}
+
+async fn logout() -> Response {
+    (
+        [(
+            header::SET_COOKIE,
+            "weft_token=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0",
+        )],
+        Json(json!({})),
+    )
+        .into_response()
 }
 
 async fn unknown_endpoint(uri: axum::http::Uri) -> ApiError {
