@@ -68,6 +68,20 @@ fn smith_modules() {
     });
 }
 
+/// Component validation on structurally valid components (wasm-smith) with arbitrary imports
+/// and exports: accepted only if they match the workflow world, never a panic.
+#[test]
+fn smith_components() {
+    bolero::check!().for_each(|bytes: &[u8]| {
+        let mut u = arbitrary::Unstructured::new(bytes);
+        if let Ok(component) = wasm_smith::Component::new(wasm_smith::Config::default(), &mut u) {
+            if let Err(error) = engine().load(&component.to_bytes()) {
+                assert!(!error.to_string().is_empty());
+            }
+        }
+    });
+}
+
 /// A server over a fresh SQLite file, in this process, and clients of it.
 struct Fixture {
     runtime: tokio::runtime::Runtime,
