@@ -74,10 +74,10 @@ fn smith_modules() {
 fn smith_components() {
     bolero::check!().for_each(|bytes: &[u8]| {
         let mut u = arbitrary::Unstructured::new(bytes);
-        if let Ok(component) = wasm_smith::Component::new(wasm_smith::Config::default(), &mut u) {
-            if let Err(error) = engine().load(&component.to_bytes()) {
-                assert!(!error.to_string().is_empty());
-            }
+        if let Ok(component) = wasm_smith::Component::new(wasm_smith::Config::default(), &mut u)
+            && let Err(error) = engine().load(&component.to_bytes())
+        {
+            assert!(!error.to_string().is_empty());
         }
     });
 }
