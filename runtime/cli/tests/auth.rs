@@ -103,6 +103,123 @@ fn create(name: &str, role: &str) -> proto::CreateTokenRequest {
     }
 }
 
+/// Every RPC with default arguments as `c`'s caller: refused for lack of rights
+/// (`PERMISSION_DENIED`) or not (anything else: served, or refused for its arguments).
+async fn rights_of(c: &mut As) -> Vec<bool> {
+    let (w, k, a) = (&mut c.workflows, &mut c.workers, &mut c.admin);
+    let codes = [
+        code(w.upload_module(proto::UploadModuleRequest::default()).await),
+        code(
+            w.start_workflow(proto::StartWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.get_workflow_result(proto::GetWorkflowResultRequest::default())
+                .await,
+        ),
+        code(
+            w.describe_workflow(proto::DescribeWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.list_workflows(proto::ListWorkflowsRequest::default())
+                .await,
+        ),
+        code(w.get_history(proto::GetHistoryRequest::default()).await),
+        code(
+            w.signal_workflow(proto::SignalWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.cancel_workflow(proto::CancelWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.terminate_workflow(proto::TerminateWorkflowRequest::default())
+                .await,
+        ),
+        code(
+            w.count_workflows(proto::CountWorkflowsRequest::default())
+                .await,
+        ),
+        code(w.list_modules(proto::ListModulesRequest::default()).await),
+        code(
+            w.list_task_queues(proto::ListTaskQueuesRequest::default())
+                .await,
+        ),
+        code(
+            k.poll_activity_task(proto::PollActivityTaskRequest {
+                poll_timeout_ms: 1,
+                ..poll("any-queue")
+            })
+            .await,
+        ),
+        code(
+            k.complete_activity_task(proto::CompleteActivityTaskRequest::default())
+                .await,
+        ),
+        code(
+            k.fail_activity_task(proto::FailActivityTaskRequest::default())
+                .await,
+        ),
+        code(
+            k.record_heartbeat(proto::RecordHeartbeatRequest::default())
+                .await,
+        ),
+        code(a.create_token(proto::CreateTokenRequest::default()).await),
+        code(a.list_tokens(proto::ListTokensRequest::default()).await),
+        code(a.revoke_token(proto::RevokeTokenRequest::default()).await),
+        code(a.list_audit(proto::ListAuditRequest::default()).await),
+    ];
+    for c in codes {
+        assert_ne!(c, Code::Unauthenticated);
+    }
+    codes.iter().map(|c| *c != Code::PermissionDenied).collect()
+}
+
+/// The rights table, RPC by RPC: upload, start, result, describe, list, history, signal,
+/// cancel, terminate, count, modules, queues | poll, complete, fail, heartbeat | token
+/// create, list, revoke, audit.
+#[tokio::test]
+async fn every_rpc_for_every_role_is_allowed_or_denied_as_the_table_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let mut tokens = Vec::new();
+    for role in ["admin", "operator", "reader", "worker"] {
+        tokens.push(weft(&[
+            "token",
+            "create",
+            "--role",
+            role,
+            "--name",
+            role,
+            "--database",
+            &database,
+        ]));
+    }
+    let server = ServerProcess::start_with(&database, free_port(), &["--auth"]).await;
+    let (t, f) = (true, false);
+    let table = [
+        ("admin", [t; 20]),
+        (
+            "operator",
+            [f, t, t, t, t, t, t, t, t, t, t, t, f, f, f, f, f, f, f, f],
+        ),
+        (
+            "reader",
+            [f, f, t, t, t, t, f, f, f, t, t, t, f, f, f, f, f, f, f, f],
+        ),
+        (
+            "worker",
+            [f, f, f, f, f, f, f, f, f, f, f, f, t, t, t, t, f, f, f, f],
+        ),
+    ];
+    for ((role, expected), token) in table.iter().zip(&tokens) {
+        let mut c = as_(&server.url, Some(token)).await;
+        assert_eq!(rights_of(&mut c).await, expected, "{role}");
+    }
+}
+
 async fn rights_table(database: &str) {
     // The first admin token, straight on the database; then the server with auth on.
     let root = weft(&[

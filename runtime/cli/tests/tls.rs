@@ -354,3 +354,45 @@ async fn a_client_certificate_mapped_to_a_role_stands_for_a_token() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_console_listener_of_its_own_is_tls_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = pki(dir.path());
+    let (port, http_port) = (free_port(), free_port());
+    let mut server = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--http", &format!("127.0.0.1:{http_port}")])
+        .arg("--database")
+        .arg(format!("sqlite:{}", dir.path().join("weft.db").display()))
+        .args([
+            "--tls-cert",
+            s(&pki.server_cert),
+            "--tls-key",
+            s(&pki.server_key),
+        ])
+        .spawn()
+        .unwrap();
+    wait_up(port).await;
+    wait_up(http_port).await;
+    let curl = |scheme: &str| {
+        Command::new("curl")
+            .args(["-sS", "--cacert", s(&pki.ca)])
+            .arg(format!("{scheme}://localhost:{http_port}/api/v1/runs"))
+            .output()
+            .expect("curl runs")
+    };
+    let over_tls = curl("https");
+    let body = String::from_utf8_lossy(&over_tls.stdout);
+    assert!(
+        over_tls.status.success() && body.contains("\"runs\""),
+        "{body}"
+    );
+    let plain = curl("http");
+    assert!(
+        !String::from_utf8_lossy(&plain.stdout).contains("\"runs\""),
+        "plain HTTP is not served on a TLS listener"
+    );
+    server.kill().unwrap();
+    server.wait().unwrap();
+}
