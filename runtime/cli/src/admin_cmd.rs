@@ -76,6 +76,21 @@ async fn open(database: &str) -> anyhow::Result<Arc<dyn Store>> {
     Ok(Arc::new(store))
 }
 
+/// Records an action done straight on the database (actor `database`).
+async fn audit_direct(store: &dyn Store, action: &str, target: String) -> anyhow::Result<()> {
+    store
+        .append_audit(&AuditRecord {
+            at_ms: now_ms(),
+            actor: "database".into(),
+            action: action.into(),
+            target,
+            peer: String::new(),
+            outcome: "ok".into(),
+        })
+        .await?;
+    Ok(())
+}
+
 async fn admin(
     server: &Server,
 ) -> anyhow::Result<AdminServiceClient<proto::credentials::Authorized>> {
@@ -139,16 +154,7 @@ async fn token_async(server: Server, command: TokenCommand) -> anyhow::Result<u8
                     let target = new.name.clone();
                     let (record, secret) =
                         auth::create_token(store.as_ref(), new, now_ms()).await?;
-                    store
-                        .append_audit(&AuditRecord {
-                            at_ms: now_ms(),
-                            actor: "database".into(),
-                            action: "token_create".into(),
-                            target,
-                            peer: String::new(),
-                            outcome: "ok".into(),
-                        })
-                        .await?;
+                    audit_direct(store.as_ref(), "token_create", target).await?;
                     (weft_server::admin_token_info(&record), secret)
                 }
                 None => {
@@ -230,16 +236,7 @@ async fn token_async(server: Server, command: TokenCommand) -> anyhow::Result<u8
                     if !store.revoke_token(&name, now_ms()).await? {
                         anyhow::bail!("no live token named `{name}`; `weft token list` shows them");
                     }
-                    store
-                        .append_audit(&AuditRecord {
-                            at_ms: now_ms(),
-                            actor: "database".into(),
-                            action: "token_revoke".into(),
-                            target: name.clone(),
-                            peer: String::new(),
-                            outcome: "ok".into(),
-                        })
-                        .await?;
+                    audit_direct(store.as_ref(), "token_revoke", name.clone()).await?;
                 }
                 None => {
                     admin(&server)
@@ -272,14 +269,7 @@ pub fn audit(server: Server, args: AuditArgs) -> anyhow::Result<u8> {
                 .audit_since(since_ms, 10_000)
                 .await?
                 .into_iter()
-                .map(|e| proto::AuditEntry {
-                    at_ms: e.at_ms,
-                    actor: e.actor,
-                    action: e.action,
-                    target: e.target,
-                    peer: e.peer,
-                    outcome: e.outcome,
-                })
+                .map(weft_server::admin_audit_entry)
                 .collect(),
             None => {
                 admin(&server)

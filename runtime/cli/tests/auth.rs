@@ -103,11 +103,10 @@ fn create(name: &str, role: &str) -> proto::CreateTokenRequest {
     }
 }
 
-/// Every RPC with default arguments as `c`'s caller: refused for lack of rights
-/// (`PERMISSION_DENIED`) or not (anything else: served, or refused for its arguments).
-async fn rights_of(c: &mut As) -> Vec<bool> {
+/// Every RPC, with default arguments, as `c`'s caller: the codes it answers.
+async fn every_rpc(c: &mut As) -> [Code; 20] {
     let (w, k, a) = (&mut c.workflows, &mut c.workers, &mut c.admin);
-    let codes = [
+    [
         code(w.upload_module(proto::UploadModuleRequest::default()).await),
         code(
             w.start_workflow(proto::StartWorkflowRequest::default())
@@ -170,7 +169,13 @@ async fn rights_of(c: &mut As) -> Vec<bool> {
         code(a.list_tokens(proto::ListTokensRequest::default()).await),
         code(a.revoke_token(proto::RevokeTokenRequest::default()).await),
         code(a.list_audit(proto::ListAuditRequest::default()).await),
-    ];
+    ]
+}
+
+/// Every RPC as `c`'s caller: refused for lack of rights (`PERMISSION_DENIED`) or not
+/// (anything else: served, or refused for its arguments).
+async fn rights_of(c: &mut As) -> Vec<bool> {
+    let codes = every_rpc(c).await;
     for c in codes {
         assert_ne!(c, Code::Unauthenticated);
     }
@@ -317,66 +322,7 @@ async fn rights_table(database: &str) {
 
     // Every RPC without a token: UNAUTHENTICATED.
     let mut anon = as_(&url, None).await;
-    let (w, k, a) = (&mut anon.workflows, &mut anon.workers, &mut anon.admin);
-    let codes = [
-        code(w.upload_module(proto::UploadModuleRequest::default()).await),
-        code(
-            w.start_workflow(proto::StartWorkflowRequest::default())
-                .await,
-        ),
-        code(
-            w.get_workflow_result(proto::GetWorkflowResultRequest::default())
-                .await,
-        ),
-        code(
-            w.describe_workflow(proto::DescribeWorkflowRequest::default())
-                .await,
-        ),
-        code(
-            w.list_workflows(proto::ListWorkflowsRequest::default())
-                .await,
-        ),
-        code(w.get_history(proto::GetHistoryRequest::default()).await),
-        code(
-            w.signal_workflow(proto::SignalWorkflowRequest::default())
-                .await,
-        ),
-        code(
-            w.cancel_workflow(proto::CancelWorkflowRequest::default())
-                .await,
-        ),
-        code(
-            w.terminate_workflow(proto::TerminateWorkflowRequest::default())
-                .await,
-        ),
-        code(
-            w.count_workflows(proto::CountWorkflowsRequest::default())
-                .await,
-        ),
-        code(w.list_modules(proto::ListModulesRequest::default()).await),
-        code(
-            w.list_task_queues(proto::ListTaskQueuesRequest::default())
-                .await,
-        ),
-        code(k.poll_activity_task(poll(QUEUE)).await),
-        code(
-            k.complete_activity_task(proto::CompleteActivityTaskRequest::default())
-                .await,
-        ),
-        code(
-            k.fail_activity_task(proto::FailActivityTaskRequest::default())
-                .await,
-        ),
-        code(
-            k.record_heartbeat(proto::RecordHeartbeatRequest::default())
-                .await,
-        ),
-        code(a.create_token(proto::CreateTokenRequest::default()).await),
-        code(a.list_tokens(proto::ListTokensRequest::default()).await),
-        code(a.revoke_token(proto::RevokeTokenRequest::default()).await),
-        code(a.list_audit(proto::ListAuditRequest::default()).await),
-    ];
-    assert_eq!(codes, [Code::Unauthenticated; 20]);
+    assert_eq!(every_rpc(&mut anon).await, [Code::Unauthenticated; 20]);
 
     // No token, or one the server never made: UNAUTHENTICATED, on every service.
     for token in [None, Some("weft_not-a-token")] {

@@ -34,6 +34,18 @@ pub fn token_info(t: &TokenRecord) -> proto::TokenInfo {
     }
 }
 
+/// An audit entry as the API shows it.
+pub fn audit_entry(e: weft_store::AuditRecord) -> proto::AuditEntry {
+    proto::AuditEntry {
+        at_ms: e.at_ms,
+        actor: e.actor,
+        action: e.action,
+        target: e.target,
+        peer: e.peer,
+        outcome: e.outcome,
+    }
+}
+
 #[tonic::async_trait]
 impl AdminService for AdminApi {
     async fn create_token(
@@ -134,17 +146,7 @@ impl AdminService for AdminApi {
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(proto::ListAuditResponse {
-            entries: entries
-                .into_iter()
-                .map(|e| proto::AuditEntry {
-                    at_ms: e.at_ms,
-                    actor: e.actor,
-                    action: e.action,
-                    target: e.target,
-                    peer: e.peer,
-                    outcome: e.outcome,
-                })
-                .collect(),
+            entries: entries.into_iter().map(audit_entry).collect(),
         }))
     }
 }

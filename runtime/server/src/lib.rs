@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use weft_engine::{Clock, Engine, EngineConfig, SystemClock};
 use weft_store::Store;
 
-pub use admin_service::token_info as admin_token_info;
+pub use admin_service::{audit_entry as admin_audit_entry, token_info as admin_token_info};
 pub use executor::Executor;
 
 pub use weft_proto as proto;
