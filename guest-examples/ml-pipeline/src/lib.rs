@@ -2,7 +2,8 @@
 //! 1. normalise the texts (a CPU activity, queue `cpu`);
 //! 2. classify every ticket into a queue with `classify` (queue `inference`, fanned out, so
 //!    the worker's dynamic batching merges them into few forward passes; retried if the
-//!    worker dies);
+//!    worker dies; `inference_queue` sends them to another worker, e.g. the Python one on
+//!    `inference-py`);
 //! 3. escalate the tickets classified with low confidence: wait for `review` signals
 //!    (`{"ticket": i, "label": "..."}`) until all are reviewed or the review window closes;
 //!    unreviewed ones go to `needs-human`;
@@ -32,6 +33,10 @@ fn default_classify_timeout_ms() -> u64 {
     30_000
 }
 
+fn default_inference_queue() -> String {
+    "inference".into()
+}
+
 #[derive(Deserialize)]
 struct Input {
     tickets: Vec<String>,
@@ -46,6 +51,9 @@ struct Input {
     /// that died is given to another.
     #[serde(default = "default_classify_timeout_ms")]
     classify_timeout_ms: u64,
+    /// The task queue of `classify`: `inference` (weft-inference) by default.
+    #[serde(default = "default_inference_queue")]
+    inference_queue: String,
 }
 
 #[derive(Serialize)]
@@ -106,7 +114,7 @@ fn ml_pipeline(ctx: &Ctx, input: Input) -> WorkflowResult<RoutingTable> {
                     labels: &input.labels,
                 },
             )
-            .task_queue("inference")
+            .task_queue(&input.inference_queue)
             .start_to_close(Duration::from_millis(input.classify_timeout_ms))
             .retry(retry.clone())
             .start()

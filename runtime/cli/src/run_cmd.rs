@@ -109,7 +109,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
             eprintln!("workflow failed: {error}");
             Ok(exit::RUN_FAILED)
         }
-        RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated => {
+        RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated { .. } => {
             unreachable!("the harness follows continue-as-new and never terminates")
         }
     }

@@ -343,7 +343,7 @@ impl Harness {
                             RunOutcome::Failed(error) => {
                                 Completion::Err(Failure::ChildFailed(error))
                             }
-                            RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated => {
+                            RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated { .. } => {
                                 unreachable!("chains end otherwise; the harness never terminates")
                             }
                         }

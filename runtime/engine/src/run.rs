@@ -62,8 +62,10 @@ pub enum RunOutcome {
     Completed(Payload),
     Failed(ErrorInfo),
     ContinuedAsNew(Payload),
-    /// Ended from outside.
-    Terminated,
+    /// Ended from outside, for this reason.
+    Terminated {
+        reason: String,
+    },
 }
 
 /// What one activation ended with.
@@ -347,9 +349,9 @@ impl WorkflowRun {
         self.guest = None;
         let mut shared = lock(&self.shared);
         let now = shared.clock.now_ms();
-        let seq = shared.machine.terminate(reason, now)?;
+        let seq = shared.machine.terminate(reason.clone(), now)?;
         drop(shared);
-        self.finished = Some(Activation::Finished(RunOutcome::Terminated));
+        self.finished = Some(Activation::Finished(RunOutcome::Terminated { reason }));
         Ok(seq)
     }
 

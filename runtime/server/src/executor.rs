@@ -496,7 +496,12 @@ fn close_of(outcome: &RunOutcome, now_ms: u64) -> RunClose {
         RunOutcome::Completed(p) => (RunStatus::Completed, Some(p.clone()), None),
         RunOutcome::Failed(e) => (RunStatus::Failed, None, Some(e.clone())),
         RunOutcome::ContinuedAsNew(_) => (RunStatus::ContinuedAsNew, None, None),
-        RunOutcome::Terminated => (RunStatus::Terminated, None, None),
+        // The reason is the error, so that results and descriptions say why the run ended.
+        RunOutcome::Terminated { reason } => (
+            RunStatus::Terminated,
+            None,
+            Some(ErrorInfo::new("Terminated", reason.clone())),
+        ),
     };
     RunClose {
         status,
@@ -1125,7 +1130,7 @@ impl State {
                 attempts: 1,
                 ..e.clone()
             })),
-            RunOutcome::Terminated => Completion::Err(Failure::ChildFailed(ErrorInfo::new(
+            RunOutcome::Terminated { .. } => Completion::Err(Failure::ChildFailed(ErrorInfo::new(
                 "Terminated",
                 format!("child workflow `{}` was terminated", record.workflow_id),
             ))),
@@ -1164,14 +1169,15 @@ impl State {
         let seen = cached.seen;
         cached
             .run
-            .terminate(reason)
+            .terminate(reason.clone())
             .map_err(|e| ServerError::Delivery(e.to_string()))?;
         let mut step = StepWrite {
             run_id: run_id.clone(),
             events: cached.run.with_history(|h| h.events[seen..].to_vec()),
             ..StepWrite::default()
         };
-        self.close_run(&mut cached, &RunOutcome::Terminated, &mut step, follow_ups);
+        let outcome = RunOutcome::Terminated { reason };
+        self.close_run(&mut cached, &outcome, &mut step, follow_ups);
         out.steps.push(step);
         Ok(())
     }

@@ -1,7 +1,11 @@
-//! The worker of `guest-examples/hello-activity`: serves `compose_greeting` on
-//! `hello-activity-task-queue`.
+//! The worker of `guest-examples/hello-activity`: serves `compose_greeting` (and `square`, for
+//! `fan-out`) on `hello-activity-task-queue`.
 //!
-//! `cargo run -p weft-worker --example hello_activity_worker [SERVER_URL] [--metrics ADDR]`
+//! `cargo run -p weft-worker --example hello_activity_worker [SERVER_URL] [--metrics ADDR]
+//! [--queue QUEUE] [--concurrency N]`
+//!
+//! `--queue default --concurrency 100` serves fan-out's `square` (python/tools/bench_worker.py
+//! compares it with the Python worker).
 //!
 //! `--metrics 127.0.0.1:9464` (or `WEFT_METRICS`) serves its Prometheus metrics there;
 //! `OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317` sends its spans to that collector.
@@ -20,9 +24,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().init();
     let mut args = std::env::args().skip(1);
     let (mut url, mut metrics) = (None, std::env::var("WEFT_METRICS").ok());
+    let (mut queue, mut concurrency) = ("hello-activity-task-queue".to_string(), 16);
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--metrics" => metrics = Some(args.next().ok_or("--metrics needs an address")?),
+            "--queue" => queue = args.next().ok_or("--queue needs a task queue")?,
+            "--concurrency" => {
+                concurrency = args.next().ok_or("--concurrency needs a number")?.parse()?
+            }
             _ => url = Some(arg),
         }
     }
@@ -40,12 +49,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Ok::<_, ActivityError>(format!("{}, {}!", input.greeting, input.name))
         },
     );
+    worker.activity("square", |_: ActivityContext, i: u64| async move {
+        Ok::<_, ActivityError>(i * i)
+    });
     let shutdown = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    worker
-        .run("hello-activity-task-queue", 16, shutdown)
-        .await?;
+    eprintln!("polling {queue} with {concurrency} slots");
+    worker.run(&queue, concurrency, shutdown).await?;
     weft_worker::telemetry::traces::flush();
     Ok(())
 }

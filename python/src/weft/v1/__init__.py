@@ -1,0 +1,1 @@
+"""Stubs generated from proto/weft/v1/weft.proto: do not edit."""
