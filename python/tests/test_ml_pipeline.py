@@ -21,6 +21,13 @@ def test_ticket_triage_on_the_python_ml_worker(server: Server) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
+    # It says when it polls; a worker that died at start-up fails the test now, not later.
+    assert worker.stdout is not None
+    started = b""
+    while b"ml_worker:" not in started:
+        line = worker.stdout.readline()
+        assert line, f"the ML worker exited: {started.decode(errors='replace')}"
+        started += line
 
     async def main() -> None:
         client = await Client.connect(server.url)

@@ -4,34 +4,30 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::{PYTHON_SETUP, python};
+
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// `WEFT_PYTHON`, else the virtual environment `.ci/run` makes in `python/.venv`.
-fn python() -> PathBuf {
-    if let Some(p) = std::env::var_os("WEFT_PYTHON") {
-        return PathBuf::from(p);
-    }
-    repo().join("python/.venv/bin/python")
 }
 
 #[test]
 fn the_python_package_passes_its_tests_against_this_build() {
     let python = python();
-    let setup = "python3 -m venv python/.venv && python/.venv/bin/pip install -e './python[test,ml]' \
-                 (.ci/run does this; WEFT_PYTHON names another interpreter)";
     let ready = Command::new(&python)
         .args(["-c", "import weft, pytest, grpc_tools, sklearn, pydantic"])
         .output();
     match ready {
         Ok(out) if out.status.success() => {}
         Ok(out) => panic!(
-            "{} cannot import the package and its test extras: {}\nset it up: {setup}",
+            "{} cannot import the package and its test extras: {}\nset it up: {PYTHON_SETUP}",
             python.display(),
             String::from_utf8_lossy(&out.stderr)
         ),
-        Err(e) => panic!("no Python at {}: {e}\nset it up: {setup}", python.display()),
+        Err(e) => panic!(
+            "no Python at {}: {e}\nset it up: {PYTHON_SETUP}",
+            python.display()
+        ),
     }
     let components = Path::new(weft_tests::HELLO_ACTIVITY)
         .parent()

@@ -929,7 +929,7 @@ async fn a_python_client_generated_from_the_protos_drives_a_workflow() {
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/grpc_client.py"
     );
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .args([
             script,
             "--server",
@@ -938,11 +938,11 @@ async fn a_python_client_generated_from_the_protos_drives_a_workflow() {
             weft_tests::HELLO_ACTIVITY,
         ])
         .output()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{}: {e}; {PYTHON_SETUP}", python().display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("all checks passed"),
-        "{stdout}\n{}\n(the client needs `pip install grpcio grpcio-tools`; .ci/run installs them)",
+        "{stdout}\n{}\n({PYTHON_SETUP})",
         String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -230,12 +230,12 @@ async fn tls_with_tokens_serves_beyond_loopback_to_the_cli_curl_python_and_worke
         env!("CARGO_MANIFEST_DIR"),
         "/../../tests/python/grpc_client.py"
     );
-    let out = Command::new("python3")
+    let out = Command::new(python())
         .args([script, "--server", &format!("localhost:{port}")])
         .args(["--component", weft_tests::HELLO_ACTIVITY])
         .args(["--ca", s(&pki.ca), "--token", &root])
         .output()
-        .expect("python3 runs");
+        .unwrap_or_else(|e| panic!("{}: {e}; {PYTHON_SETUP}", python().display()));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("all checks passed"),

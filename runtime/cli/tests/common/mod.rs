@@ -100,6 +100,20 @@ pub async fn sqlite_server() -> (
     (dir, server, client)
 }
 
+/// The Python the tests run: `WEFT_PYTHON`, else the virtual environment `.ci/run` makes in
+/// `python/.venv` (the `weft` package with its test extras, grpcio and grpcio-tools).
+pub fn python() -> std::path::PathBuf {
+    if let Some(p) = std::env::var_os("WEFT_PYTHON") {
+        return p.into();
+    }
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../python/.venv/bin/python")
+}
+
+/// How to make what [`python`] names.
+pub const PYTHON_SETUP: &str = "python3 -m venv python/.venv && \
+    python/.venv/bin/pip install -e './python[test,ml]' (.ci/run does this; WEFT_PYTHON names \
+    another interpreter)";
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
