@@ -8,6 +8,7 @@ mod dev_cmd;
 mod replay_cmd;
 mod run_cmd;
 mod server_cmd;
+mod vet_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,6 +48,9 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Replay a recorded history on a module, offline, and report any divergence.
     Replay(replay_cmd::ReplayArgs),
+    /// Replay many histories (a folder of files, or a type's stored runs) on a new module;
+    /// exit 3 if any diverges.
+    Vet(vet_cmd::VetArgs),
     /// A server on embedded SQLite with the examples uploaded and their workers running.
     Dev(dev_cmd::DevArgs),
     /// Load a running server with hello-activity and 10-activity workflows; report rates and latencies.
@@ -77,6 +81,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
         Command::Replay(args) => replay_cmd::replay(args),
+        Command::Vet(args) => vet_cmd::vet(&cli.server, args),
         Command::Build { path, out } => build_cmd::build(&path, out),
         Command::Server(args) => server_cmd::server(args),
         Command::Dev(args) => dev_cmd::dev(args),
