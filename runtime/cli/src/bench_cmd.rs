@@ -127,6 +127,7 @@ pub fn bench(server: &crate::client_cmd::Server, args: BenchArgs) -> anyhow::Res
         for (workflow_type, path) in [("BenchGreeting", &args.hello), ("BenchSequential", &args.sequential)] {
             client
                 .upload_module(weft_proto::UploadModuleRequest {
+ vet_recent: 0,
                     workflow_type: workflow_type.into(),
                     component: crate::read_file(path, "component (build it with `weft build guest-examples`)")?,
                 })

@@ -44,6 +44,10 @@ pub enum ClientCommand {
         #[arg(long = "type")]
         workflow_type: String,
         file: PathBuf,
+        /// Replay the type's N most recent runs on the component first; refuse the upload if
+        /// any diverges (exit 3).
+        #[arg(long, default_value_t = 0)]
+        vet_recent: u32,
         #[arg(long)]
         json: bool,
     },
@@ -244,16 +248,24 @@ async fn run(server: Server, command: ClientCommand) -> anyhow::Result<u8> {
         ClientCommand::Upload {
             workflow_type,
             file,
+            vet_recent,
             json,
         } => {
             let component = crate::read_file(&file, "component")?;
-            let r = client
+            let uploaded = client
                 .upload_module(proto::UploadModuleRequest {
+                    vet_recent,
                     workflow_type: workflow_type.clone(),
                     component,
                 })
-                .await?
-                .into_inner();
+                .await;
+            let r = match uploaded {
+                Err(status) if status.code() == tonic::Code::FailedPrecondition => {
+                    eprintln!("error: {}", status.message());
+                    return Ok(crate::exit::NON_DETERMINISM);
+                }
+                other => other?.into_inner(),
+            };
             if json {
                 println!(
                     "{}",

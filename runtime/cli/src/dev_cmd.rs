@@ -71,6 +71,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
             if let Some(guest) = built.iter().find(|g| g.package == *package) {
                 client
                     .upload_module(weft_proto::UploadModuleRequest {
+ vet_recent: 0,
                         workflow_type: workflow_type.to_string(),
                         component: crate::read_file(&guest.component, "component")?,
                     })

@@ -2,13 +2,11 @@
 //! history files or from the server's stored runs of a workflow type, on every core.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use serde_json::json;
-use weft_engine::replay::{ReplayVerdict, replay};
+use weft_engine::replay::{ReplayVerdict, replay_many};
 use weft_engine::{Engine, EngineConfig, WorkflowModule};
 use weft_history::History;
 use weft_proto::RunStatus;
@@ -221,52 +219,29 @@ fn vet_all(
     sources: Vec<Source>,
     jobs: usize,
 ) -> Vec<Outcome> {
-    let next = AtomicUsize::new(0);
-    let sources: Vec<Mutex<Option<Source>>> =
-        sources.into_iter().map(|s| Mutex::new(Some(s))).collect();
-    let outcomes: Vec<Mutex<Option<Outcome>>> = sources.iter().map(|_| Mutex::new(None)).collect();
-    std::thread::scope(|scope| {
-        for _ in 0..jobs.min(sources.len()) {
-            scope.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = sources.get(i) else { break };
-                    let Some(source) = lock(slot).take() else {
-                        continue;
-                    };
-                    *lock(&outcomes[i]) = Some(vet_one(engine, module, source));
-                }
-            });
-        }
-    });
-    outcomes
+    let (names, histories): (Vec<String>, Vec<History>) =
+        sources.into_iter().map(|s| (s.name, s.history)).unzip();
+    let facts: Vec<(usize, bool)> = histories
+        .iter()
+        .map(|h| (h.events.len(), h.header.module_sha256 == module.sha256()))
+        .collect();
+    replay_many(engine, module, histories, jobs)
         .into_iter()
-        .filter_map(|o| o.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .zip(names.into_iter().zip(facts))
+        .map(|(replayed, (name, (events, same_module)))| Outcome {
+            name,
+            events,
+            same_module,
+            took: replayed.took,
+            verdict: match replayed.report {
+                Ok(report) => match report.verdict {
+                    ReplayVerdict::Clean => Verdict::Clean,
+                    ReplayVerdict::NonDeterminism(nd) => Verdict::Diverged(nd),
+                },
+                Err(e) => Verdict::Error(e.to_string()),
+            },
+        })
         .collect()
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn vet_one(engine: &Engine, module: &WorkflowModule, source: Source) -> Outcome {
-    let started = Instant::now();
-    let events = source.history.events.len();
-    let same_module = source.history.header.module_sha256 == module.sha256();
-    let verdict = match replay(engine, module, source.history) {
-        Ok(report) => match report.verdict {
-            ReplayVerdict::Clean => Verdict::Clean,
-            ReplayVerdict::NonDeterminism(nd) => Verdict::Diverged(nd),
-        },
-        Err(e) => Verdict::Error(e.to_string()),
-    };
-    Outcome {
-        name: source.name,
-        events,
-        same_module,
-        verdict,
-        took: started.elapsed(),
-    }
 }
 
 fn verdict_text(o: &Outcome) -> String {

@@ -104,10 +104,11 @@ fn create(name: &str, role: &str) -> proto::CreateTokenRequest {
 }
 
 /// Every RPC, with default arguments, as `c`'s caller: the codes it answers.
-async fn every_rpc(c: &mut As) -> [Code; 20] {
+async fn every_rpc(c: &mut As) -> [Code; 21] {
     let (w, k, a) = (&mut c.workflows, &mut c.workers, &mut c.admin);
     [
         code(w.upload_module(proto::UploadModuleRequest::default()).await),
+        code(w.vet_module(proto::VetModuleRequest::default()).await),
         code(
             w.start_workflow(proto::StartWorkflowRequest::default())
                 .await,
@@ -182,7 +183,7 @@ async fn rights_of(c: &mut As) -> Vec<bool> {
     codes.iter().map(|c| *c != Code::PermissionDenied).collect()
 }
 
-/// The rights table, RPC by RPC: upload, start, result, describe, list, history, signal,
+/// The rights table, RPC by RPC: upload, vet, start, result, describe, list, history, signal,
 /// cancel, terminate, count, modules, queues | poll, complete, fail, heartbeat | token
 /// create, list, revoke, audit.
 #[tokio::test]
@@ -205,18 +206,24 @@ async fn every_rpc_for_every_role_is_allowed_or_denied_as_the_table_says() {
     let server = ServerProcess::start_with(&database, free_port(), &["--auth"]).await;
     let (t, f) = (true, false);
     let table = [
-        ("admin", [t; 20]),
+        ("admin", [t; 21]),
         (
             "operator",
-            [f, t, t, t, t, t, t, t, t, t, t, t, f, f, f, f, f, f, f, f],
+            [
+                f, f, t, t, t, t, t, t, t, t, t, t, t, f, f, f, f, f, f, f, f,
+            ],
         ),
         (
             "reader",
-            [f, f, t, t, t, t, f, f, f, t, t, t, f, f, f, f, f, f, f, f],
+            [
+                f, f, f, t, t, t, t, f, f, f, t, t, t, f, f, f, f, f, f, f, f,
+            ],
         ),
         (
             "worker",
-            [f, f, f, f, f, f, f, f, f, f, f, f, t, t, t, t, f, f, f, f],
+            [
+                f, f, f, f, f, f, f, f, f, f, f, f, f, t, t, t, t, f, f, f, f,
+            ],
         ),
     ];
     for ((role, expected), token) in table.iter().zip(&tokens) {
@@ -313,6 +320,7 @@ async fn rights_table(database: &str) {
         admin
             .workflows
             .upload_module(proto::UploadModuleRequest {
+                vet_recent: 0,
                 workflow_type: workflow_type.into(),
                 component: std::fs::read(path).unwrap(),
             })
@@ -322,7 +330,7 @@ async fn rights_table(database: &str) {
 
     // Every RPC without a token: UNAUTHENTICATED.
     let mut anon = as_(&url, None).await;
-    assert_eq!(every_rpc(&mut anon).await, [Code::Unauthenticated; 20]);
+    assert_eq!(every_rpc(&mut anon).await, [Code::Unauthenticated; 21]);
 
     // No token, or one the server never made: UNAUTHENTICATED, on every service.
     for token in [None, Some("weft_not-a-token")] {
@@ -420,6 +428,7 @@ async fn rights_table(database: &str) {
     denied(
         o.workflows
             .upload_module(proto::UploadModuleRequest {
+                vet_recent: 0,
                 workflow_type: "GreetingWorkflow".into(),
                 component: std::fs::read(weft_tests::HELLO_ACTIVITY).unwrap(),
             })

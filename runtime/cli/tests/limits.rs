@@ -156,6 +156,7 @@ async fn starts_are_rate_limited_per_token_and_module_versions_and_compile_time_
     upload(&mut client, "Greeting", weft_tests::HELLO_ACTIVITY).await;
     let capped = client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "Greeting".into(),
             component: std::fs::read(weft_tests::HELLO_ACTIVITY_V2).unwrap(),
         })
@@ -203,6 +204,7 @@ async fn starts_are_rate_limited_per_token_and_module_versions_and_compile_time_
     let mut client = server.client().await;
     let slow = client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "Saga".into(),
             component: std::fs::read(weft_tests::SAGA).unwrap(),
         })

@@ -203,6 +203,7 @@ async fn bad_requests_get_the_right_status_and_the_server_keeps_serving() {
 
     let err = client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "T".into(),
             component: b"garbage".to_vec(),
         })
@@ -217,6 +218,7 @@ async fn bad_requests_get_the_right_status_and_the_server_keeps_serving() {
 
     let err = client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: String::new(),
             component: vec![1],
         })

@@ -90,6 +90,90 @@ async fn vet_replays_a_types_stored_runs_and_names_the_diverging_event() {
         );
     }
 
+    // The server does the same: VetModule, and uploads that vet first.
+    let v2_bytes = std::fs::read(weft_tests::HELLO_ACTIVITY_V2).unwrap();
+    let vetted = client
+        .vet_module(weft_proto::VetModuleRequest {
+            workflow_type: "GreetingWorkflow".into(),
+            component: v2_bytes.clone(),
+            limit: 0,
+            running_only: false,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((vetted.vetted, vetted.clean), (12, 0), "{vetted:?}");
+    assert_eq!(vetted.divergences.len(), 12);
+    assert!(vetted.divergences.iter().all(|d| d.seq == 2
+        && d.recorded.starts_with("ActivityScheduled")
+        && d.message.contains("non-determinism at event 2")));
+    let running = client
+        .vet_module(weft_proto::VetModuleRequest {
+            workflow_type: "GreetingWorkflow".into(),
+            component: v2_bytes.clone(),
+            limit: 0,
+            running_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((running.vetted, running.divergences.len()), (0, 0));
+    let refused = client
+        .upload_module(weft_proto::UploadModuleRequest {
+            vet_recent: 3,
+            workflow_type: "GreetingWorkflow".into(),
+            component: v2_bytes,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::FailedPrecondition,
+        "{refused:?}"
+    );
+    assert!(
+        refused
+            .message()
+            .contains("cannot replay 3 of the 3 most recent runs")
+            && refused.message().contains("hello-11/"),
+        "{}",
+        refused.message()
+    );
+    let cli = weft(&[
+        "upload",
+        "--server",
+        &server.url,
+        "--type",
+        "GreetingWorkflow",
+        "--vet-recent",
+        "3",
+        weft_tests::HELLO_ACTIVITY_V2,
+    ]);
+    assert_eq!(cli.status.code(), Some(3), "{}", text(&cli));
+    assert!(
+        text(&cli).contains("non-determinism at event 2"),
+        "{}",
+        text(&cli)
+    );
+    // Nothing was stored: new runs still get version 1.
+    let modules = client
+        .list_modules(weft_proto::ListModulesRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(modules.modules.len(), 1, "{modules:?}");
+    let cli = weft(&[
+        "upload",
+        "--server",
+        &server.url,
+        "--type",
+        "GreetingWorkflow",
+        "--vet-recent",
+        "12",
+        weft_tests::HELLO_ACTIVITY,
+    ]);
+    assert_eq!(cli.status.code(), Some(0), "{}", text(&cli));
+
     // No running runs of the type: nothing to vet is bad input, not a pass.
     let none = weft(&[
         "vet",
@@ -135,7 +219,10 @@ fn vet_a_folder_of_history_files() {
             .unwrap_or_else(|| panic!("no row for {file}: {table}"))
             .to_owned()
     };
-    assert!(line("hello-activity.json").ends_with("clean (same module)"), "{table}");
+    assert!(
+        line("hello-activity.json").ends_with("clean (same module)"),
+        "{table}"
+    );
     assert!(
         line("approval.json").contains("non-determinism at seq 2"),
         "{table}"

@@ -70,3 +70,46 @@ pub fn replay(
         logs,
     })
 }
+
+/// One history's replay in [`replay_many`]: how long it took and what it found.
+pub struct Replayed {
+    pub took: std::time::Duration,
+    pub report: Result<ReplayReport, RunError>,
+}
+
+/// Replays every history on `module` with `jobs` threads (vetting a new module against many
+/// runs); the results keep the histories' order.
+pub fn replay_many(
+    engine: &Engine,
+    module: &WorkflowModule,
+    histories: Vec<History>,
+    jobs: usize,
+) -> Vec<Replayed> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let inputs: Vec<Mutex<Option<History>>> =
+        histories.into_iter().map(|h| Mutex::new(Some(h))).collect();
+    let outputs: Vec<Mutex<Option<Replayed>>> = inputs.iter().map(|_| Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(inputs.len()) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = inputs.get(i) else { break };
+                    let taken = slot.lock().unwrap_or_else(|p| p.into_inner()).take();
+                    let Some(history) = taken else { continue };
+                    let started = std::time::Instant::now();
+                    let report = replay(engine, module, history);
+                    *outputs[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(Replayed {
+                        took: started.elapsed(),
+                        report,
+                    });
+                }
+            });
+        }
+    });
+    outputs
+        .into_iter()
+        .filter_map(|o| o.into_inner().unwrap_or_else(|p| p.into_inner()))
+        .collect()
+}

@@ -53,6 +53,7 @@ pub async fn bench(server: &str, model: Arc<Embedder>, args: BenchArgs) -> anyho
         .with_context(|| format!("cannot connect to {server}; start `weft server` first"))?;
     client
         .upload_module(weft_proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "InferenceBench".into(),
             component: std::fs::read(&args.component).with_context(|| {
                 format!(

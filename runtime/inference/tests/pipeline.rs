@@ -78,6 +78,7 @@ async fn server() -> (tempfile::TempDir, String, Client) {
     };
     client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "MlPipeline".into(),
             component: std::fs::read(weft_tests::ML_PIPELINE).unwrap(),
         })
@@ -278,6 +279,7 @@ async fn a_long_embedding_job_resumes_from_its_last_heartbeat_after_the_worker_d
     let (dir, url, mut client) = server().await;
     client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: "EdgeCases".into(),
             component: std::fs::read(weft_tests::EDGE_CASES).unwrap(),
         })

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tonic::{Request, Response, Status};
+use weft_engine::replay::ReplayVerdict;
 use weft_engine::weft_history::{
     ErrorInfo, EventKind, History, Payload, PendingOp, pending_operations,
 };
@@ -157,6 +158,114 @@ impl WorkflowApi {
 
     /// Replays `history` on its own module (compiled once, then kept) for the guest's log
     /// lines, as `weft replay` prints them.
+    /// Compiles and checks a component, off the async workers, a few at a time, with a
+    /// deadline; a bad one is INVALID_ARGUMENT naming the problem.
+    async fn compile(&self, bytes: Vec<u8>) -> Result<(Vec<u8>, WorkflowModule), Status> {
+        // Compiling is CPU work: off the async workers, a few at a time, with a deadline.
+        let slot = self
+            .compiles
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Status::unavailable("the server is shutting down"))?;
+        let engine = self.engine.clone();
+        let compiling = tokio::task::spawn_blocking(move || {
+            let checked = engine.load(&bytes);
+            // Held until the compile ends, even past the caller's deadline.
+            drop(slot);
+            (bytes, checked)
+        });
+        let timeout = self.limits.module_compile_timeout;
+        let (bytes, checked) = tokio::time::timeout(timeout, compiling)
+            .await
+            .map_err(|_| {
+                Status::invalid_argument(format!(
+                    "component rejected: compiling it took longer than {} ms \
+                     (module_compile_timeout_ms); a workflow module should compile in well under a second",
+                    timeout.as_millis()
+                ))
+            })?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let module =
+            checked.map_err(|e| Status::invalid_argument(format!("component rejected: {e}")))?;
+        Ok((bytes, module))
+    }
+
+    /// Replays the stored histories of the `limit` most recent runs of `workflow_type` (only
+    /// the running ones with `running_only`) on `module`, on every core.
+    async fn vet(
+        &self,
+        workflow_type: &str,
+        module: &WorkflowModule,
+        limit: u32,
+        running_only: bool,
+    ) -> Result<proto::VetModuleResponse, Status> {
+        let filter = RunFilter {
+            status: running_only.then_some(RunStatus::Running),
+            workflow_type: Some(workflow_type.to_owned()),
+            workflow_id_prefix: None,
+        };
+        let runs = self
+            .store
+            .list_runs(&filter, None, limit)
+            .await
+            .map_err(ServerError::from)?;
+        let mut histories = Vec::with_capacity(runs.len());
+        for run in &runs {
+            if let Some(h) = self
+                .store
+                .history(&run.run_id)
+                .await
+                .map_err(ServerError::from)?
+            {
+                histories.push((run, h));
+            }
+        }
+        let (runs, histories): (Vec<&RunRecord>, Vec<History>) = histories.into_iter().unzip();
+        let engine = self.engine.clone();
+        let module_id = module.sha256().to_owned();
+        let module = module.clone();
+        let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let replayed = tokio::task::spawn_blocking(move || {
+            weft_engine::replay::replay_many(&engine, &module, histories, jobs)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let mut response = proto::VetModuleResponse {
+            module_id,
+            vetted: replayed.len() as u32,
+            ..Default::default()
+        };
+        for (run, replayed) in runs.iter().zip(replayed) {
+            let divergence = |seq, recorded, new, message| proto::VetDivergence {
+                workflow_id: run.workflow_id.clone(),
+                run_id: run.run_id.clone(),
+                seq,
+                recorded,
+                new,
+                message,
+            };
+            match replayed.report {
+                Ok(report) => match report.verdict {
+                    ReplayVerdict::Clean => response.clean += 1,
+                    ReplayVerdict::NonDeterminism(nd) => response.divergences.push(divergence(
+                        nd.seq,
+                        nd.recorded.clone(),
+                        nd.new.clone(),
+                        nd.to_string(),
+                    )),
+                },
+                Err(e) => response.divergences.push(divergence(
+                    0,
+                    String::new(),
+                    String::new(),
+                    format!("the replay failed: {e}"),
+                )),
+            }
+        }
+        Ok(response)
+    }
+
     async fn replay_logs(&self, history: &History) -> Result<Vec<proto::LogLine>, String> {
         let module_id = history.header.module_sha256.clone();
         let cached = self
@@ -399,17 +508,7 @@ impl WorkflowService for WorkflowApi {
         let peer = auth::peer_of(&request);
         let req = request.into_inner();
         let workflow_type = required("workflow_type", &req.workflow_type)?;
-        if req.component.is_empty() {
-            return Err(Status::invalid_argument(
-                "component is required: the bytes of a .wasm component",
-            ));
-        }
-        if req.component.len() > MAX_COMPONENT_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "component is {} bytes; the limit is {MAX_COMPONENT_BYTES}",
-                req.component.len()
-            )));
-        }
+        check_component(&req.component)?;
         let module_id = module_sha256(&req.component);
         let versions = self
             .store
@@ -428,33 +527,26 @@ impl WorkflowService for WorkflowApi {
                 versions.len()
             )));
         }
-        // Compiling is CPU work: off the async workers, a few at a time, with a deadline.
-        let slot = self
-            .compiles
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Status::unavailable("the server is shutting down"))?;
-        let engine = self.engine.clone();
         let bytes = req.component;
-        let compiling = tokio::task::spawn_blocking(move || {
-            let checked = engine.load(&bytes).map(|_| ());
-            // Held until the compile ends, even past the caller's deadline.
-            drop(slot);
-            (bytes, checked)
-        });
-        let timeout = self.limits.module_compile_timeout;
-        let (bytes, checked) = tokio::time::timeout(timeout, compiling)
-            .await
-            .map_err(|_| {
-                Status::invalid_argument(format!(
-                    "component rejected: compiling it took longer than {} ms \
-                     (module_compile_timeout_ms); a workflow module should compile in well under a second",
-                    timeout.as_millis()
-                ))
-            })?
-            .map_err(|e| Status::internal(e.to_string()))?;
-        checked.map_err(|e| Status::invalid_argument(format!("component rejected: {e}")))?;
+        let (bytes, module) = self.compile(bytes).await?;
+        if req.vet_recent > 0 {
+            let vetted = self
+                .vet(workflow_type, &module, req.vet_recent.min(1000), false)
+                .await?;
+            if !vetted.divergences.is_empty() {
+                let runs: Vec<String> = vetted
+                    .divergences
+                    .iter()
+                    .map(|d| format!("{}/{}: {}", d.workflow_id, d.run_id, d.message))
+                    .collect();
+                return Err(Status::failed_precondition(format!(
+                    "component refused: it cannot replay {} of the {} most recent runs of `{workflow_type}`: {}",
+                    vetted.divergences.len(),
+                    vetted.vetted,
+                    runs.join("; ")
+                )));
+            }
+        }
         self.store
             .put_module(workflow_type, &module_id, &bytes, self.clock.now_ms())
             .await
@@ -466,6 +558,28 @@ impl WorkflowService for WorkflowApi {
             .audit(&principal, &peer, "upload_module", &target, "ok")
             .await;
         Ok(Response::new(proto::UploadModuleResponse { module_id }))
+    }
+
+    async fn vet_module(
+        &self,
+        request: Request<proto::VetModuleRequest>,
+    ) -> Result<Response<proto::VetModuleResponse>, Status> {
+        // Compiling and replaying a stranger's component is as costly as an upload.
+        self.auth.require(&request, Right::Administer).await?;
+        let req = request.into_inner();
+        let workflow_type = required("workflow_type", &req.workflow_type)?;
+        check_component(&req.component)?;
+        let limit = match req.limit {
+            0 => 100,
+            n => n.min(1000),
+        };
+        let (_, module) = self.compile(req.component).await?;
+        let vetted = self
+            .vet(workflow_type, &module, limit, req.running_only)
+            .await?;
+        tracing::info!(workflow_type, module_id = %vetted.module_id, vetted = vetted.vetted,
+            diverged = vetted.divergences.len(), "module vetted");
+        Ok(Response::new(vetted))
     }
 
     async fn start_workflow(
@@ -891,4 +1005,20 @@ fn queue_info(
             })
             .collect(),
     }
+}
+
+/// A component's bytes are there and within the limit.
+fn check_component(component: &[u8]) -> Result<(), Status> {
+    if component.is_empty() {
+        return Err(Status::invalid_argument(
+            "component is required: the bytes of a .wasm component",
+        ));
+    }
+    if component.len() > MAX_COMPONENT_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "component is {} bytes; the limit is {MAX_COMPONENT_BYTES}",
+            component.len()
+        )));
+    }
+    Ok(())
 }

@@ -35,12 +35,54 @@ class ErrorInfo(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class UploadModuleRequest(_message.Message):
-    __slots__ = ("workflow_type", "component")
+    __slots__ = ("workflow_type", "component", "vet_recent")
     WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
     COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    VET_RECENT_FIELD_NUMBER: _ClassVar[int]
     workflow_type: str
     component: bytes
-    def __init__(self, workflow_type: _Optional[str] = ..., component: _Optional[bytes] = ...) -> None: ...
+    vet_recent: int
+    def __init__(self, workflow_type: _Optional[str] = ..., component: _Optional[bytes] = ..., vet_recent: _Optional[int] = ...) -> None: ...
+
+class VetModuleRequest(_message.Message):
+    __slots__ = ("workflow_type", "component", "limit", "running_only")
+    WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    COMPONENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_ONLY_FIELD_NUMBER: _ClassVar[int]
+    workflow_type: str
+    component: bytes
+    limit: int
+    running_only: bool
+    def __init__(self, workflow_type: _Optional[str] = ..., component: _Optional[bytes] = ..., limit: _Optional[int] = ..., running_only: _Optional[bool] = ...) -> None: ...
+
+class VetModuleResponse(_message.Message):
+    __slots__ = ("module_id", "vetted", "clean", "divergences")
+    MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    VETTED_FIELD_NUMBER: _ClassVar[int]
+    CLEAN_FIELD_NUMBER: _ClassVar[int]
+    DIVERGENCES_FIELD_NUMBER: _ClassVar[int]
+    module_id: str
+    vetted: int
+    clean: int
+    divergences: _containers.RepeatedCompositeFieldContainer[VetDivergence]
+    def __init__(self, module_id: _Optional[str] = ..., vetted: _Optional[int] = ..., clean: _Optional[int] = ..., divergences: _Optional[_Iterable[_Union[VetDivergence, _Mapping]]] = ...) -> None: ...
+
+class VetDivergence(_message.Message):
+    __slots__ = ("workflow_id", "run_id", "seq", "recorded", "new", "message")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    run_id: str
+    seq: int
+    recorded: str
+    new: str
+    message: str
+    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seq: _Optional[int] = ..., recorded: _Optional[str] = ..., new: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class UploadModuleResponse(_message.Message):
     __slots__ = ("module_id",)

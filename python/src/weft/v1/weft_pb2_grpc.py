@@ -39,6 +39,11 @@ class WorkflowServiceStub:
                 request_serializer=weft_dot_v1_dot_weft__pb2.UploadModuleRequest.SerializeToString,
                 response_deserializer=weft_dot_v1_dot_weft__pb2.UploadModuleResponse.FromString,
                 _registered_method=True)
+        self.VetModule = channel.unary_unary(
+                '/weft.v1.WorkflowService/VetModule',
+                request_serializer=weft_dot_v1_dot_weft__pb2.VetModuleRequest.SerializeToString,
+                response_deserializer=weft_dot_v1_dot_weft__pb2.VetModuleResponse.FromString,
+                _registered_method=True)
         self.StartWorkflow = channel.unary_unary(
                 '/weft.v1.WorkflowService/StartWorkflow',
                 request_serializer=weft_dot_v1_dot_weft__pb2.StartWorkflowRequest.SerializeToString,
@@ -102,6 +107,14 @@ class WorkflowServiceServicer:
     def UploadModule(self, request, context):
         """Registers a workflow component as the newest module of a workflow type. The component is
         validated as the engine does; a bad one is INVALID_ARGUMENT naming the problem.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VetModule(self, request, context):
+        """Replays the stored histories of a workflow type on a component (which is not stored):
+        what `weft vet --type` does, on the server, before a version goes live.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -193,6 +206,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     request_deserializer=weft_dot_v1_dot_weft__pb2.UploadModuleRequest.FromString,
                     response_serializer=weft_dot_v1_dot_weft__pb2.UploadModuleResponse.SerializeToString,
             ),
+            'VetModule': grpc.unary_unary_rpc_method_handler(
+                    servicer.VetModule,
+                    request_deserializer=weft_dot_v1_dot_weft__pb2.VetModuleRequest.FromString,
+                    response_serializer=weft_dot_v1_dot_weft__pb2.VetModuleResponse.SerializeToString,
+            ),
             'StartWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.StartWorkflow,
                     request_deserializer=weft_dot_v1_dot_weft__pb2.StartWorkflowRequest.FromString,
@@ -276,6 +294,33 @@ class WorkflowService:
             '/weft.v1.WorkflowService/UploadModule',
             weft_dot_v1_dot_weft__pb2.UploadModuleRequest.SerializeToString,
             weft_dot_v1_dot_weft__pb2.UploadModuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VetModule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.v1.WorkflowService/VetModule',
+            weft_dot_v1_dot_weft__pb2.VetModuleRequest.SerializeToString,
+            weft_dot_v1_dot_weft__pb2.VetModuleResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -229,6 +229,7 @@ pub async fn upload(
 ) {
     client
         .upload_module(proto::UploadModuleRequest {
+            vet_recent: 0,
             workflow_type: workflow_type.into(),
             component: std::fs::read(path).unwrap(),
         })

@@ -581,6 +581,7 @@ async fn upload(
     body: Bytes,
 ) -> ApiResult {
     let request = proto::UploadModuleRequest {
+        vet_recent: 0,
         workflow_type: q.workflow_type,
         component: body.to_vec(),
     };
