@@ -263,6 +263,23 @@ impl Ctx {
         )
     }
 
+    /// Whether this run takes the new code path of a change, so that runs started before the
+    /// change still replay on the new code:
+    ///
+    /// ```ignore
+    /// if ctx.patched("wait-before-greeting") {
+    ///     ctx.sleep(Duration::from_secs(1)); // new code
+    /// }
+    /// ```
+    ///
+    /// True in runs that reach this point on code with the change (a `MarkerRecorded` event
+    /// says so in the history); false when replaying a history recorded before it, which
+    /// then takes the old path. Once every run that started before the change has closed,
+    /// drop the call and keep the new path.
+    pub fn patched(&self, change_id: &str) -> bool {
+        host::patched(change_id)
+    }
+
     /// Who this run is.
     pub fn info(&self) -> WorkflowInfo {
         let info = host::info();

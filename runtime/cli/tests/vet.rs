@@ -90,6 +90,19 @@ async fn vet_replays_a_types_stored_runs_and_names_the_diverging_event() {
         );
     }
 
+    // The same change behind `patched` keeps the old path for these runs: all clean.
+    let v3 = weft(&[
+        "vet",
+        "--server",
+        &server.url,
+        "--type",
+        "GreetingWorkflow",
+        "--module",
+        weft_tests::HELLO_ACTIVITY_V3,
+    ]);
+    assert_eq!(v3.status.code(), Some(0), "{}", text(&v3));
+    assert!(text(&v3).contains("12 clean, 0 diverged"), "{}", text(&v3));
+
     // The server does the same: VetModule, and uploads that vet first.
     let v2_bytes = std::fs::read(weft_tests::HELLO_ACTIVITY_V2).unwrap();
     let vetted = client

@@ -238,6 +238,9 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             run_number: h.run_number,
         },))
     })?;
+    host.func_wrap("patched", |store, (change_id,): (String,)| {
+        with_machine(&store, |m, now| m.patched(change_id, now)).map(|p| (p,))
+    })?;
     host.func_wrap("continue-as-new", |store, (input,): (Vec<u8>,)| {
         with_machine(&store, |m, now| m.continue_as_new(Payload(input), now))?;
         lock(&store.data().shared).stop = Some(Stop::ContinueAsNew);

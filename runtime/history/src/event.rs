@@ -63,6 +63,11 @@ pub enum EventKind {
     CancelRequested {
         handle: Handle,
     },
+    /// `patched(change_id)` was first called in a live run: the run takes the new code path.
+    /// Replaying a history recorded before the change (no marker at that point) takes the old.
+    MarkerRecorded {
+        change_id: String,
+    },
 
     // ---- deliveries ----
     ActivityCompleted {
@@ -125,7 +130,8 @@ impl EventKind {
             | EventKind::TimerStarted { .. }
             | EventKind::ChildWorkflowStarted { .. }
             | EventKind::SignalAwaited { .. }
-            | EventKind::CancelRequested { .. } => EventRole::Command,
+            | EventKind::CancelRequested { .. }
+            | EventKind::MarkerRecorded { .. } => EventRole::Command,
             EventKind::ActivityCompleted { .. }
             | EventKind::TimerFired { .. }
             | EventKind::ChildWorkflowCompleted { .. }
@@ -148,6 +154,7 @@ impl EventKind {
             EventKind::ChildWorkflowStarted { .. } => "ChildWorkflowStarted",
             EventKind::SignalAwaited { .. } => "SignalAwaited",
             EventKind::CancelRequested { .. } => "CancelRequested",
+            EventKind::MarkerRecorded { .. } => "MarkerRecorded",
             EventKind::ActivityCompleted { .. } => "ActivityCompleted",
             EventKind::TimerFired { .. } => "TimerFired",
             EventKind::ChildWorkflowCompleted { .. } => "ChildWorkflowCompleted",
@@ -191,6 +198,9 @@ impl fmt::Display for EventKind {
                 write!(f, "SignalAwaited #{handle} \"{name}\"")
             }
             EventKind::CancelRequested { handle } => write!(f, "CancelRequested #{handle}"),
+            EventKind::MarkerRecorded { change_id } => {
+                write!(f, "MarkerRecorded \"{change_id}\"")
+            }
             EventKind::ActivityCompleted { handle, completion } => {
                 write!(f, "ActivityCompleted #{handle} {completion}")
             }

@@ -195,6 +195,8 @@ pub struct Machine {
     closed: bool,
     cancel_requested: bool,
     limits: Limits,
+    /// What `patched` answered, by change id: the same all through a run.
+    patches: std::collections::BTreeMap<String, bool>,
 }
 
 /// What a pending operation is, for drivers that must act on it (cancel its task or timer).
@@ -224,6 +226,7 @@ impl Machine {
             closed: false,
             cancel_requested: false,
             limits: Limits::default(),
+            patches: std::collections::BTreeMap::new(),
             history,
         }
     }
@@ -364,6 +367,36 @@ impl Machine {
             EventKind::TimeRead { now_ms } => Ok(*now_ms),
             _ => unreachable!("matched a TimeRead"),
         }
+    }
+
+    /// `patched(change_id)`: whether the run takes the new code path of a change.
+    ///
+    /// Live, the first call records `MarkerRecorded` and answers true. Replaying, it answers
+    /// true when the next recorded command is that marker (consuming it), and false when it is
+    /// anything else: the history was recorded by code without the change, which the old path
+    /// repeats. The answer for an id never changes within a run.
+    pub fn patched(&mut self, change_id: String, now_ms: u64) -> Result<bool, MachineError> {
+        if let Some(answer) = self.patches.get(&change_id) {
+            return Ok(*answer);
+        }
+        if self.closed {
+            return Err(MachineError::Closed);
+        }
+        self.apply_recorded_deliveries()?;
+        let marker = EventKind::MarkerRecorded { change_id };
+        let answer = match self.history.events.get(self.cursor).map(|e| &e.kind) {
+            // Recorded by code without the change (a terminal event, a limit or another
+            // command comes next): the old path, which meets them as it did.
+            Some(recorded) if !same_command(recorded, &marker) => false,
+            _ => {
+                self.command(marker.clone(), now_ms)?;
+                true
+            }
+        };
+        if let EventKind::MarkerRecorded { change_id } = marker {
+            self.patches.insert(change_id, answer);
+        }
+        Ok(answer)
     }
 
     /// `start-activity`.
@@ -583,19 +616,7 @@ impl Machine {
         if self.closed {
             return Err(MachineError::Closed);
         }
-        // Deliveries recorded before this command had arrived before the original run issued it.
-        while let Some(event) = self.history.events.get(self.cursor) {
-            if event.kind.role() != EventRole::Delivery {
-                break;
-            }
-            let (seq, kind) = (event.seq, event.kind.clone());
-            self.apply_delivery(seq, &kind)
-                .map_err(|e| MachineError::CorruptHistory {
-                    seq,
-                    problem: e.to_string(),
-                })?;
-            self.cursor += 1;
-        }
+        self.apply_recorded_deliveries()?;
         let terminal = matches!(new.role(), EventRole::Terminal);
         // Where the run was stopped by a limit, replay stops it again, whatever the limits
         // are now; the run's `fail` then matches the recorded event.
@@ -637,6 +658,24 @@ impl Machine {
         let recorded = self.history.events[seq as usize - 1].kind.clone();
         self.apply_command(seq, &recorded);
         Ok(seq)
+    }
+
+    /// Deliveries recorded before the next command had arrived before the original run issued
+    /// it: apply them first.
+    fn apply_recorded_deliveries(&mut self) -> Result<(), MachineError> {
+        while let Some(event) = self.history.events.get(self.cursor) {
+            if event.kind.role() != EventRole::Delivery {
+                break;
+            }
+            let (seq, kind) = (event.seq, event.kind.clone());
+            self.apply_delivery(seq, &kind)
+                .map_err(|e| MachineError::CorruptHistory {
+                    seq,
+                    problem: e.to_string(),
+                })?;
+            self.cursor += 1;
+        }
+        Ok(())
     }
 
     fn apply_command(&mut self, seq: u64, kind: &EventKind) {
@@ -752,6 +791,7 @@ fn same_command(recorded: &EventKind, new: &EventKind) -> bool {
     use EventKind as E;
     match (recorded, new) {
         (E::TimeRead { .. }, E::TimeRead { .. }) => true,
+        (E::MarkerRecorded { change_id: a }, E::MarkerRecorded { change_id: b }) => a == b,
         (
             E::ActivityScheduled {
                 handle: h1,

@@ -68,7 +68,9 @@ pub fn pending_operations(events: &[Event]) -> Vec<(Handle, PendingOp)> {
             | EventKind::RunFailed { .. }
             | EventKind::RunContinuedAsNew { .. }
             | EventKind::RunTerminated { .. } => open.clear(),
-            EventKind::RunStarted | EventKind::TimeRead { .. } => {}
+            EventKind::RunStarted
+            | EventKind::TimeRead { .. }
+            | EventKind::MarkerRecorded { .. } => {}
         }
     }
     open.into_iter().collect()
