@@ -22,8 +22,8 @@ use crate::payload::{Completion, Failure, Payload};
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
     "non-determinism at event {seq}: the history has `{recorded}` but the workflow now does `{new}`; \
-     the workflow code changed in a way that breaks runs started on the old code (version the change, \
-     or start new runs on the new module)"
+     the workflow code changed in a way that breaks runs started on the old code (put the change \
+     behind `ctx.patched(\"change-id\")`, or start new runs on the new module)"
 )]
 pub struct NonDeterminism {
     /// Sequence number of the recorded event that did not match.
