@@ -105,31 +105,29 @@ async fn vet_replays_a_types_stored_runs_and_names_the_diverging_event() {
 
     // The server does the same: VetModule, and uploads that vet first.
     let v2_bytes = std::fs::read(weft_tests::HELLO_ACTIVITY_V2).unwrap();
-    let vetted = client
-        .vet_module(weft_proto::VetModuleRequest {
-            workflow_type: "GreetingWorkflow".into(),
-            component: v2_bytes.clone(),
-            limit: 0,
-            running_only: false,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let vet_v2 = |running_only| {
+        let mut client = client.clone();
+        let component = v2_bytes.clone();
+        async move {
+            client
+                .vet_module(weft_proto::VetModuleRequest {
+                    workflow_type: "GreetingWorkflow".into(),
+                    component,
+                    limit: 0,
+                    running_only,
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let vetted = vet_v2(false).await;
     assert_eq!((vetted.vetted, vetted.clean), (12, 0), "{vetted:?}");
     assert_eq!(vetted.divergences.len(), 12);
     assert!(vetted.divergences.iter().all(|d| d.seq == 2
         && d.recorded.starts_with("ActivityScheduled")
         && d.message.contains("non-determinism at event 2")));
-    let running = client
-        .vet_module(weft_proto::VetModuleRequest {
-            workflow_type: "GreetingWorkflow".into(),
-            component: v2_bytes.clone(),
-            limit: 0,
-            running_only: true,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let running = vet_v2(true).await;
     assert_eq!((running.vetted, running.divergences.len()), (0, 0));
     let refused = client
         .upload_module(weft_proto::UploadModuleRequest {

@@ -551,13 +551,7 @@ impl Machine {
             // Nothing ready: the original run waited here for the next recorded delivery.
             match self.history.events.get(self.cursor) {
                 Some(event) if event.kind.role() == EventRole::Delivery => {
-                    let (seq, kind) = (event.seq, event.kind.clone());
-                    self.apply_delivery(seq, &kind)
-                        .map_err(|e| MachineError::CorruptHistory {
-                            seq,
-                            problem: e.to_string(),
-                        })?;
-                    self.cursor += 1;
+                    self.apply_next_delivery()?;
                     new_activation = true;
                 }
                 Some(event) if matches!(event.kind, EventKind::RunTerminated { .. }) => {
@@ -663,18 +657,29 @@ impl Machine {
     /// Deliveries recorded before the next command had arrived before the original run issued
     /// it: apply them first.
     fn apply_recorded_deliveries(&mut self) -> Result<(), MachineError> {
-        while let Some(event) = self.history.events.get(self.cursor) {
-            if event.kind.role() != EventRole::Delivery {
-                break;
-            }
-            let (seq, kind) = (event.seq, event.kind.clone());
-            self.apply_delivery(seq, &kind)
-                .map_err(|e| MachineError::CorruptHistory {
-                    seq,
-                    problem: e.to_string(),
-                })?;
-            self.cursor += 1;
+        while self
+            .history
+            .events
+            .get(self.cursor)
+            .is_some_and(|e| e.kind.role() == EventRole::Delivery)
+        {
+            self.apply_next_delivery()?;
         }
+        Ok(())
+    }
+
+    /// Applies the recorded delivery at the cursor; one that does not fit is a corrupt history.
+    fn apply_next_delivery(&mut self) -> Result<(), MachineError> {
+        let Some(event) = self.history.events.get(self.cursor) else {
+            return Ok(());
+        };
+        let (seq, kind) = (event.seq, event.kind.clone());
+        self.apply_delivery(seq, &kind)
+            .map_err(|e| MachineError::CorruptHistory {
+                seq,
+                problem: e.to_string(),
+            })?;
+        self.cursor += 1;
         Ok(())
     }
 
