@@ -14,6 +14,7 @@ from helpers import call, running_worker
 import weft.sync
 from weft import (
     AlreadyExists,
+    FailedPrecondition,
     Client,
     InvalidArgument,
     NotFound,
@@ -164,5 +165,31 @@ def test_bad_urls_and_tls_files_are_refused_with_what_to_fix() -> None:
             await Client.connect("ftp://example.com")
         with pytest.raises(ValueError, match="cannot read the CA PEM file /nonexistent.pem"):
             await Client.connect("https://example.com", tls=weft.TLSConfig(ca="/nonexistent.pem"))
+
+    asyncio.run(main())
+
+
+def test_vetting_a_new_version_before_it_goes_live(server: Server) -> None:
+    async def main() -> None:
+        client = await Client.connect(server.url)
+        await client.upload_module("GreetingWorkflow", component("hello-activity"))
+        async with running_worker(client, "hello-activity-task-queue", [acts.compose_greeting]):
+            for i in range(3):
+                handle = await client.start_workflow("GreetingWorkflow", f"n{i}", id=f"g-{i}")
+                assert await handle.result(timeout=30) == f"Hello, n{i}!"
+        # Version 2 adds a timer where version 1 scheduled the activity: every run diverges.
+        report = await client.vet_module("GreetingWorkflow", component("hello-activity-v2"))
+        assert (report.vetted, report.clean, len(report.divergences)) == (3, 0, 3)
+        assert {d.workflow_id for d in report.divergences} == {"g-0", "g-1", "g-2"}
+        assert all(d.seq == 2 and d.new == "TimerStarted #0 1000ms" for d in report.divergences)
+        with pytest.raises(FailedPrecondition) as refused:
+            await client.upload_module(
+                "GreetingWorkflow", component("hello-activity-v2"), vet_recent=3
+            )
+        assert "cannot replay 3 of the 3 most recent runs" in str(refused.value)
+        # Version 3 puts the timer behind `patched`: the old runs stay on the old path.
+        report = await client.vet_module("GreetingWorkflow", component("hello-activity-v3"))
+        assert (report.vetted, report.clean, report.divergences) == (3, 3, [])
+        await client.upload_module("GreetingWorkflow", component("hello-activity-v3"), vet_recent=3)
 
     asyncio.run(main())

@@ -23,10 +23,12 @@ from weft._rpc import TLSConfig
 from weft.client import (
     Client,
     Description,
+    Divergence,
     ErrorInfo,
     PendingActivity,
     RunInfo,
     RunStatus,
+    VetReport,
     WorkflowHandle,
 )
 from weft.converter import ConversionError
@@ -57,6 +59,7 @@ __all__ = [
     "ConversionError",
     "DeadlineExceeded",
     "Description",
+    "Divergence",
     "ErrorInfo",
     "FailedPrecondition",
     "InvalidArgument",
@@ -70,6 +73,7 @@ __all__ = [
     "TLSConfig",
     "Unauthenticated",
     "Unavailable",
+    "VetReport",
     "WeftError",
     "Worker",
     "WorkflowCancelled",

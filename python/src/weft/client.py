@@ -111,6 +111,33 @@ class Description:
     raw: pb.DescribeWorkflowResponse
 
 
+@dataclasses.dataclass(frozen=True)
+class Divergence:
+    """A run a new module cannot replay: the recorded event at ``seq`` and what the new code
+    did instead (``seq`` is 0 when the replay failed otherwise; ``message`` says how)."""
+
+    workflow_id: str
+    run_id: str
+    seq: int
+    recorded: str
+    new: str
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VetReport:
+    """What :meth:`Client.vet_module` found."""
+
+    module_id: str
+    vetted: int
+    clean: int
+    divergences: list[Divergence]
+
+
+def _component(component: bytes | str | Path) -> bytes:
+    return component if isinstance(component, bytes) else Path(component).read_bytes()
+
+
 def _json_or_bytes(data: bytes) -> Any:
     if not data:
         return None
@@ -165,18 +192,56 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def upload_module(self, workflow_type: str, component: bytes | str | Path) -> str:
+    async def upload_module(
+        self, workflow_type: str, component: bytes | str | Path, *, vet_recent: int = 0
+    ) -> str:
         """Registers a workflow component (bytes, or the path of a ``.wasm`` file) as the
         newest version of ``workflow_type``; returns its module id (hex SHA-256). A component
-        the engine cannot run is :class:`weft.InvalidArgument` naming the import or export."""
-        if not isinstance(component, bytes):
-            component = Path(component).read_bytes()
+        the engine cannot run is :class:`weft.InvalidArgument` naming the import or export.
+
+        ``vet_recent``: first replay the type's N most recent runs on it; if any diverges the
+        upload is refused with :class:`weft.FailedPrecondition` naming the runs and events,
+        and nothing is stored.
+        """
         reply = await self._conn.call(
             self._conn.workflows.UploadModule,
-            pb.UploadModuleRequest(workflow_type=workflow_type, component=component),
+            pb.UploadModuleRequest(
+                workflow_type=workflow_type,
+                component=_component(component),
+                vet_recent=vet_recent,
+            ),
         )
         module_id: str = reply.module_id
         return module_id
+
+    async def vet_module(
+        self,
+        workflow_type: str,
+        component: bytes | str | Path,
+        *,
+        limit: int = 100,
+        running_only: bool = False,
+    ) -> VetReport:
+        """Replays the ``limit`` most recent runs of ``workflow_type`` (only running ones with
+        ``running_only``) on a component, on the server, without storing it."""
+        r = await self._conn.call(
+            self._conn.workflows.VetModule,
+            pb.VetModuleRequest(
+                workflow_type=workflow_type,
+                component=_component(component),
+                limit=limit,
+                running_only=running_only,
+            ),
+        )
+        return VetReport(
+            module_id=r.module_id,
+            vetted=r.vetted,
+            clean=r.clean,
+            divergences=[
+                Divergence(d.workflow_id, d.run_id, d.seq, d.recorded, d.new, d.message)
+                for d in r.divergences
+            ],
+        )
 
     async def start_workflow(
         self,

@@ -64,8 +64,26 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def upload_module(self, workflow_type: str, component: bytes | str | Path) -> str:
-        return self._loop.run(self._inner.upload_module(workflow_type, component))
+    def upload_module(
+        self, workflow_type: str, component: bytes | str | Path, *, vet_recent: int = 0
+    ) -> str:
+        return self._loop.run(
+            self._inner.upload_module(workflow_type, component, vet_recent=vet_recent)
+        )
+
+    def vet_module(
+        self,
+        workflow_type: str,
+        component: bytes | str | Path,
+        *,
+        limit: int = 100,
+        running_only: bool = False,
+    ) -> aio.VetReport:
+        return self._loop.run(
+            self._inner.vet_module(
+                workflow_type, component, limit=limit, running_only=running_only
+            )
+        )
 
     def start_workflow(
         self,
