@@ -118,6 +118,13 @@ pub(crate) fn load_module(
         .map_err(|e| anyhow::anyhow!("module `{}` rejected: {e}", path.display()))
 }
 
+/// Reads and parses a history file (format 1), saying which one failed.
+pub(crate) fn load_history(path: &std::path::Path) -> anyhow::Result<weft_history::History> {
+    let bytes = read_file(path, "history")?;
+    weft_history::History::from_json(&bytes)
+        .map_err(|e| anyhow::anyhow!("history `{}` rejected: {e}", path.display()))
+}
+
 /// `not found: no module is registered ...`: a gRPC status as a person reads it.
 fn status_in_words(status: &tonic::Status) -> String {
     let code = format!("{:?}", status.code());

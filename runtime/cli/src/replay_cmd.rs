@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use serde_json::json;
 use weft_engine::replay::{ReplayVerdict, replay as replay_history};
 use weft_engine::{Engine, EngineConfig};
-use weft_history::History;
 
 use crate::exit;
 
@@ -37,9 +36,7 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<u8> {
 }
 
 fn check(args: &ReplayArgs) -> anyhow::Result<u8> {
-    let bytes = crate::read_file(&args.history, "history")?;
-    let history = History::from_json(&bytes)
-        .map_err(|e| anyhow::anyhow!("history `{}` rejected: {e}", args.history.display()))?;
+    let history = crate::load_history(&args.history)?;
     let engine = Engine::new(EngineConfig::default())?;
     let module = crate::load_module(&engine, &args.module)?;
     let events = history.events.clone();

@@ -133,9 +133,7 @@ fn from_folder(dir: &std::path::Path) -> anyhow::Result<Vec<Source>> {
     paths
         .into_iter()
         .map(|path| {
-            let bytes = crate::read_file(&path, "history")?;
-            let history = History::from_json(&bytes)
-                .map_err(|e| anyhow::anyhow!("history `{}` rejected: {e}", path.display()))?;
+            let history = crate::load_history(&path)?;
             Ok(Source {
                 name: path
                     .file_name()
