@@ -41,13 +41,16 @@ pub type Client = WorkflowServiceClient<Authorized>;
 pub enum ClientCommand {
     /// Upload a workflow component as the newest module of a workflow type.
     Upload {
+        /// The workflow type whose new runs get this module.
         #[arg(long = "type")]
         workflow_type: String,
+        /// The `.wasm` component (`weft build` writes it).
         file: PathBuf,
         /// Replay the type's N most recent runs on the component first; refuse the upload if
         /// any diverges (exit 3).
         #[arg(long, default_value_t = 0)]
         vet_recent: u32,
+        /// Print one JSON document.
         #[arg(long)]
         json: bool,
     },

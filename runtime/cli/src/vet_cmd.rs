@@ -21,6 +21,7 @@ pub enum Runs {
 }
 
 #[derive(clap::Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["workflow_type", "histories"])))]
 pub struct VetArgs {
     /// The new workflow component.
     #[arg(long)]
@@ -33,7 +34,7 @@ pub struct VetArgs {
     )]
     workflow_type: Option<String>,
     /// Vet every `*.json` history file in this folder, offline.
-    #[arg(long, conflicts_with = "workflow_type")]
+    #[arg(long)]
     histories: Option<PathBuf>,
     /// With --type: the most recent runs to vet.
     #[arg(long, default_value_t = 1000)]
