@@ -111,6 +111,7 @@ fn memory_per_suspended_instance(pooling: bool) -> f64 {
         clock: Arc::new(ManualClock::new(0)),
         log_sink: None,
         logs_during_replay: false,
+        probe: None,
     };
     let start = |i: usize| {
         let mut run = WorkflowRun::start(

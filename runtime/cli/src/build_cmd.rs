@@ -2,15 +2,31 @@
 
 use std::path::{Path, PathBuf};
 
-pub fn build(path: &Path, out: Option<PathBuf>) -> anyhow::Result<u8> {
+use weft_guest_build::Profile;
+
+pub fn build(
+    path: &Path,
+    out: Option<PathBuf>,
+    debug: bool,
+    target_dir: Option<PathBuf>,
+) -> anyhow::Result<u8> {
     let toolchain = weft_guest_build::find_toolchain()?;
     eprintln!("building with {}", toolchain.describe());
-    let out = out.unwrap_or_else(|| path.join("target").join("components"));
-    let built = weft_guest_build::build(
+    let (profile, default_out) = if debug {
+        (
+            Profile::Debug,
+            path.join("target").join("components").join("debug"),
+        )
+    } else {
+        (Profile::Release, path.join("target").join("components"))
+    };
+    let out = out.unwrap_or(default_out);
+    let built = weft_guest_build::build_with(
         &toolchain,
         path,
-        &path.join("target").join("weft-guests"),
+        &target_dir.unwrap_or_else(|| path.join("target").join("weft-guests")),
         &out,
+        profile,
     )?;
     for guest in built {
         println!("{}", guest.component.display());

@@ -5,6 +5,7 @@ mod bench_cmd;
 mod build_cmd;
 mod client_cmd;
 mod dev_cmd;
+mod migrate_cmd;
 mod replay_cmd;
 mod run_cmd;
 mod server_cmd;
@@ -51,6 +52,9 @@ enum Command {
     /// Replay many histories (a folder of files, or a type's stored runs) on a new module;
     /// exit 3 if any diverges.
     Vet(vet_cmd::VetArgs),
+    /// Move running runs of a workflow type to another uploaded module, each only if its
+    /// history replays clean on it (recorded as `RunMigrated`); exit 3 if any is left behind.
+    Migrate(migrate_cmd::MigrateArgs),
     /// A server on embedded SQLite with the examples uploaded and their workers running.
     Dev(dev_cmd::DevArgs),
     /// Load a running server with hello-activity and 10-activity workflows; report rates and latencies.
@@ -69,9 +73,18 @@ enum Command {
         /// The crate or workspace directory.
         #[arg(default_value = ".")]
         path: PathBuf,
-        /// Where to write the components (default: <path>/target/components).
+        /// Where to write the components (default: <path>/target/components, or
+        /// <path>/target/components/debug with --debug).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Build with cargo's dev profile and keep DWARF in the components, so that guest
+        /// stacks (non-determinism errors, panics, `weft replay --until`) name `file:line`.
+        /// A different module from the release build: replay with it, do not deploy it.
+        #[arg(long)]
+        debug: bool,
+        /// Where cargo keeps its build files (default: <path>/target/weft-guests).
+        #[arg(long)]
+        target_dir: Option<PathBuf>,
     },
 }
 
@@ -82,7 +95,13 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::run(args),
         Command::Replay(args) => replay_cmd::replay(args),
         Command::Vet(args) => vet_cmd::vet(&cli.server, args),
-        Command::Build { path, out } => build_cmd::build(&path, out),
+        Command::Migrate(args) => migrate_cmd::migrate(&cli.server, args),
+        Command::Build {
+            path,
+            out,
+            debug,
+            target_dir,
+        } => build_cmd::build(&path, out, debug, target_dir),
         Command::Server(args) => server_cmd::server(args),
         Command::Dev(args) => dev_cmd::dev(args),
         Command::Bench(args) => bench_cmd::bench(&cli.server, args),

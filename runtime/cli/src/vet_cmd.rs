@@ -247,10 +247,18 @@ fn verdict_text(o: &Outcome) -> String {
     let same = if o.same_module { " (same module)" } else { "" };
     match &o.verdict {
         Verdict::Clean => format!("clean{same}"),
-        Verdict::Diverged(nd) => format!(
-            "non-determinism at seq {}: recorded {}, new {}{same}",
-            nd.seq, nd.recorded, nd.new
-        ),
+        Verdict::Diverged(nd) => {
+            // The innermost frame of the workflow's own code: where the new call was made.
+            let at = nd
+                .guest_stack
+                .first()
+                .map(|f| format!(", in {f}"))
+                .unwrap_or_default();
+            format!(
+                "non-determinism at seq {}: recorded {}, new {}{at}{same}",
+                nd.seq, nd.recorded, nd.new
+            )
+        }
         Verdict::Error(e) => format!("error: {e}"),
     }
 }
@@ -287,6 +295,7 @@ fn outcome_json(o: &Outcome) -> serde_json::Value {
             v["recorded"] = json!(nd.recorded);
             v["new"] = json!(nd.new);
             v["message"] = json!(nd.to_string());
+            v["guest_stack"] = json!(nd.guest_stack);
         }
         Verdict::Error(e) => {
             v["verdict"] = json!("error");

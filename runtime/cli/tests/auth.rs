@@ -104,11 +104,12 @@ fn create(name: &str, role: &str) -> proto::CreateTokenRequest {
 }
 
 /// Every RPC, with default arguments, as `c`'s caller: the codes it answers.
-async fn every_rpc(c: &mut As) -> [Code; 21] {
+async fn every_rpc(c: &mut As) -> [Code; 22] {
     let (w, k, a) = (&mut c.workflows, &mut c.workers, &mut c.admin);
     [
         code(w.upload_module(proto::UploadModuleRequest::default()).await),
         code(w.vet_module(proto::VetModuleRequest::default()).await),
+        code(w.migrate_runs(proto::MigrateRunsRequest::default()).await),
         code(
             w.start_workflow(proto::StartWorkflowRequest::default())
                 .await,
@@ -183,7 +184,7 @@ async fn rights_of(c: &mut As) -> Vec<bool> {
     codes.iter().map(|c| *c != Code::PermissionDenied).collect()
 }
 
-/// The rights table, RPC by RPC: upload, vet, start, result, describe, list, history, signal,
+/// The rights table, RPC by RPC: upload, vet, migrate, start, result, describe, list, history, signal,
 /// cancel, terminate, count, modules, queues | poll, complete, fail, heartbeat | token
 /// create, list, revoke, audit.
 #[tokio::test]
@@ -206,23 +207,23 @@ async fn every_rpc_for_every_role_is_allowed_or_denied_as_the_table_says() {
     let server = ServerProcess::start_with(&database, free_port(), &["--auth"]).await;
     let (t, f) = (true, false);
     let table = [
-        ("admin", [t; 21]),
+        ("admin", [t; 22]),
         (
             "operator",
             [
-                f, f, t, t, t, t, t, t, t, t, t, t, t, f, f, f, f, f, f, f, f,
+                f, f, f, t, t, t, t, t, t, t, t, t, t, t, f, f, f, f, f, f, f, f,
             ],
         ),
         (
             "reader",
             [
-                f, f, f, t, t, t, t, f, f, f, t, t, t, f, f, f, f, f, f, f, f,
+                f, f, f, f, t, t, t, t, f, f, f, t, t, t, f, f, f, f, f, f, f, f,
             ],
         ),
         (
             "worker",
             [
-                f, f, f, f, f, f, f, f, f, f, f, f, f, t, t, t, t, f, f, f, f,
+                f, f, f, f, f, f, f, f, f, f, f, f, f, f, t, t, t, t, f, f, f, f,
             ],
         ),
     ];
@@ -330,7 +331,7 @@ async fn rights_table(database: &str) {
 
     // Every RPC without a token: UNAUTHENTICATED.
     let mut anon = as_(&url, None).await;
-    assert_eq!(every_rpc(&mut anon).await, [Code::Unauthenticated; 21]);
+    assert_eq!(every_rpc(&mut anon).await, [Code::Unauthenticated; 22]);
 
     // No token, or one the server never made: UNAUTHENTICATED, on every service.
     for token in [None, Some("weft_not-a-token")] {

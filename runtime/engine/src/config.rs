@@ -36,7 +36,11 @@ pub(crate) fn wasmtime_config(config: &EngineConfig) -> wasmtime::Config {
         .consume_fuel(true)
         // Determinism: the same bits out for the same bits in, on every machine.
         .cranelift_nan_canonicalization(true)
-        .relaxed_simd_deterministic(true);
+        .relaxed_simd_deterministic(true)
+        // Guest stacks in non-determinism errors, panics and the replay debugger: names
+        // always, `file:line` where the component kept its DWARF (`weft build --debug`).
+        .wasm_backtrace_details(wasmtime::WasmBacktraceDetails::Enable)
+        .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(64));
     // Threads and component-model async are not compiled into this wasmtime (no `threads`
     // or `component-model-async` feature): a component cannot turn them on.
     if let Some(instances) = config.pooling_instances {

@@ -231,6 +231,7 @@ impl Harness {
             clock: Arc::new(self.clock.clone()),
             log_sink: self.log_sink.clone(),
             logs_during_replay: false,
+            probe: None,
         }
     }
 

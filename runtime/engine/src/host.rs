@@ -14,6 +14,7 @@ use weft_history::{Machine, MachineError, Payload, Wait};
 
 use crate::clock::Clock;
 use crate::log::{LogRecord, LogSink};
+use crate::stack::{self, GuestFrame, Probe, ProbeHit};
 
 #[allow(dead_code, missing_docs, clippy::all)]
 pub(crate) mod wit {
@@ -44,6 +45,10 @@ pub(crate) struct RunShared {
     pub logs_during_replay: bool,
     /// The last "panicked at ..." line the guest logged, quoted if it then traps.
     pub panic_message: Option<String>,
+    /// The guest's stack where it logged that line.
+    pub panic_stack: Vec<GuestFrame>,
+    /// The replay debugger's stops, if it is on.
+    pub probe: Option<Probe>,
     pub stop: Option<Stop>,
     /// Set when the guest tried to grow memory past the cap: (requested, cap).
     pub memory_exceeded: Option<(usize, usize)>,
@@ -109,11 +114,57 @@ pub(crate) fn lock(shared: &Mutex<RunShared>) -> MutexGuard<'_, RunShared> {
 /// Runs one machine call for a host function, trapping the guest on a machine error.
 fn with_machine<R>(
     store: &StoreContextMut<'_, HostState>,
+    call: &'static str,
     f: impl FnOnce(&mut Machine, u64) -> Result<R, MachineError>,
 ) -> wasmtime::Result<R> {
     let mut shared = lock(&store.data().shared);
     let now = shared.clock.now_ms();
-    f(&mut shared.machine, now).map_err(|e| shared.stop(e))
+    let before = shared.machine.replayed_events();
+    let result = f(&mut shared.machine, now);
+    after_call(store, &mut shared, call, before, result)
+}
+
+/// What every machine call ends with: the debugger's stops for the events the call issued or
+/// consumed, and on a divergence the guest's stack in the error.
+fn after_call<R>(
+    store: impl wasmtime::AsContext,
+    shared: &mut RunShared,
+    call: &'static str,
+    before: usize,
+    result: Result<R, MachineError>,
+) -> wasmtime::Result<R> {
+    if let Some(probe) = &shared.probe {
+        let after = shared.machine.replayed_events();
+        let events = &shared.machine.history().events;
+        let picked: Vec<_> = events
+            .get(before..after)
+            .unwrap_or_default()
+            .iter()
+            .filter(|e| (probe.wants)(e))
+            .cloned()
+            .collect();
+        if !picked.is_empty() {
+            let frames = stack::capture(&store);
+            for event in picked {
+                (probe.hit)(ProbeHit {
+                    event,
+                    host_call: call,
+                    stack: frames.clone(),
+                });
+            }
+        }
+    }
+    match result {
+        Ok(r) => Ok(r),
+        Err(MachineError::NonDeterminism(mut nd)) => {
+            nd.guest_stack = stack::capture(&store)
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            Err(shared.stop(MachineError::NonDeterminism(nd)))
+        }
+        Err(e) => Err(shared.stop(e)),
+    }
 }
 
 /// Waits (durably) until one of `handles` completes. Suspends the guest while the machine
@@ -127,7 +178,10 @@ fn wait_on<'a>(
     std::future::poll_fn(move |_cx| {
         let shared = store.data().shared.clone();
         let mut shared = lock(&shared);
-        match shared.machine.wait_any(&handles) {
+        let before = shared.machine.replayed_events();
+        let waited = shared.machine.wait_any(&handles);
+        let waited = after_call(&store, &mut shared, "wait-any", before, waited);
+        match waited {
             Ok(Wait::Ready {
                 index,
                 completion,
@@ -144,7 +198,7 @@ fn wait_on<'a>(
                 suspended = true;
                 Poll::Pending
             }
-            Err(e) => Poll::Ready(Err(shared.stop(e))),
+            Err(e) => Poll::Ready(Err(e)),
         }
     })
 }
@@ -152,14 +206,14 @@ fn wait_on<'a>(
 pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
     let mut host = linker.instance(HOST_INTERFACE)?;
     host.func_wrap("now", |store, (): ()| {
-        with_machine(&store, |m, now| m.now(now)).map(|t| (t,))
+        with_machine(&store, "now", |m, now| m.now(now)).map(|t| (t,))
     })?;
     host.func_wrap("random-u64", |store, (): ()| {
         Ok((lock(&store.data().shared).machine.random_u64(),))
     })?;
     host.func_wrap_async("sleep", |store, (duration_ms,): (u64,)| {
         Box::new(async move {
-            let timer = with_machine(&store, |m, now| m.start_timer(duration_ms, now))?;
+            let timer = with_machine(&store, "sleep", |m, now| m.start_timer(duration_ms, now))?;
             let shared = store.data().shared.clone();
             match wait_on(store, vec![timer]).await? {
                 (_, t::Completion::Err(t::Failure::Cancelled)) => {
@@ -174,19 +228,22 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         "start-activity",
         |store, (name, input, options): (String, Vec<u8>, t::ActivityOptions)| {
             let options = activity_options_from_wit(options);
-            with_machine(&store, |m, now| {
+            with_machine(&store, "start-activity", |m, now| {
                 m.start_activity(name, Payload(input), options, now)
             })
             .map(|h| (h,))
         },
     )?;
     host.func_wrap("start-timer", |store, (duration_ms,): (u64,)| {
-        with_machine(&store, |m, now| m.start_timer(duration_ms, now)).map(|h| (h,))
+        with_machine(&store, "start-timer", |m, now| {
+            m.start_timer(duration_ms, now)
+        })
+        .map(|h| (h,))
     })?;
     host.func_wrap(
         "start-child-workflow",
         |store, (workflow_type, input, options): (String, Vec<u8>, t::ChildOptions)| {
-            with_machine(&store, |m, now| {
+            with_machine(&store, "start-child-workflow", |m, now| {
                 m.start_child(
                     workflow_type,
                     Payload(input),
@@ -199,10 +256,10 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },
     )?;
     host.func_wrap("next-signal", |store, (name,): (String,)| {
-        with_machine(&store, |m, now| m.next_signal(name, now)).map(|h| (h,))
+        with_machine(&store, "next-signal", |m, now| m.next_signal(name, now)).map(|h| (h,))
     })?;
     host.func_wrap("cancel", |store, (handle,): (u32,)| {
-        with_machine(&store, |m, now| m.cancel(handle, now))
+        with_machine(&store, "cancel", |m, now| m.cancel(handle, now))
     })?;
     host.func_wrap_async("wait-any", |store, (handles,): (Vec<u32>,)| {
         Box::new(async move { wait_on(store, handles).await.map(|r| (r,)) })
@@ -211,6 +268,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         let mut shared = lock(&store.data().shared);
         if matches!(level, t::LogLevel::Error) && message.starts_with("panicked at ") {
             shared.panic_message = Some(message.clone());
+            shared.panic_stack = stack::capture(&store);
         }
         let replaying = shared.machine.is_replaying();
         if let Some(sink) = &shared.log_sink
@@ -239,10 +297,12 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         },))
     })?;
     host.func_wrap("patched", |store, (change_id,): (String,)| {
-        with_machine(&store, |m, now| m.patched(change_id, now)).map(|p| (p,))
+        with_machine(&store, "patched", |m, now| m.patched(change_id, now)).map(|p| (p,))
     })?;
     host.func_wrap("continue-as-new", |store, (input,): (Vec<u8>,)| {
-        with_machine(&store, |m, now| m.continue_as_new(Payload(input), now))?;
+        with_machine(&store, "continue-as-new", |m, now| {
+            m.continue_as_new(Payload(input), now)
+        })?;
         lock(&store.data().shared).stop = Some(Stop::ContinueAsNew);
         Err::<(), _>(wasmtime::Error::msg("continue-as-new ends the run"))
     })?;

@@ -19,6 +19,7 @@ mod host;
 mod log;
 pub mod replay;
 mod run;
+mod stack;
 mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
@@ -27,5 +28,6 @@ pub use engine::{Engine, EngineError, ModuleError, WorkflowModule, module_sha256
 pub use host::HOST_INTERFACE;
 pub use log::{LogLevel, LogRecord, LogSink, tracing_sink};
 pub use run::{Activation, NewRun, RunError, RunOptions, RunOutcome, WorkflowRun};
+pub use stack::{GuestFrame, Probe, ProbeHit};
 pub use validate::ALLOWED_IMPORT_PREFIX;
 pub use weft_history;

@@ -9,6 +9,7 @@ use crate::clock::ManualClock;
 use crate::engine::{Engine, WorkflowModule};
 use crate::log::LogRecord;
 use crate::run::{Activation, RunError, RunOptions, WorkflowRun};
+use crate::stack::Probe;
 
 /// What a replay found.
 #[derive(Debug)]
@@ -37,6 +38,16 @@ pub fn replay(
     module: &WorkflowModule,
     history: History,
 ) -> Result<ReplayReport, RunError> {
+    replay_with(engine, module, history, None)
+}
+
+/// [`replay`] with the debugger's `probe` called at the host calls it picks.
+pub fn replay_with(
+    engine: &Engine,
+    module: &WorkflowModule,
+    history: History,
+    probe: Option<Probe>,
+) -> Result<ReplayReport, RunError> {
     let logs = Arc::new(Mutex::new(Vec::new()));
     let sink_logs = logs.clone();
     let options = RunOptions {
@@ -47,6 +58,7 @@ pub fn replay(
             }
         })),
         logs_during_replay: true,
+        probe,
     };
     let events = history.events.len();
     let same_module = history.header.module_sha256 == module.sha256();

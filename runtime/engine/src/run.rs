@@ -21,6 +21,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::engine::{Engine, WorkflowModule};
 use crate::host::{self, HostState, MemoryCap, RunShared, Stop, lock, wit};
 use crate::log::{LogSink, tracing_sink};
+use crate::stack::Probe;
 
 /// Who a new run is and what it starts with.
 #[derive(Clone, Debug)]
@@ -44,6 +45,8 @@ pub struct RunOptions {
     pub log_sink: Option<LogSink>,
     /// Also pass lines of the replayed part of the run to the sink (for debugging).
     pub logs_during_replay: bool,
+    /// The replay debugger: called at the host calls that issue or consume chosen events.
+    pub probe: Option<Probe>,
 }
 
 impl Default for RunOptions {
@@ -52,6 +55,7 @@ impl Default for RunOptions {
             clock: Arc::new(SystemClock),
             log_sink: Some(tracing_sink()),
             logs_during_replay: false,
+            probe: None,
         }
     }
 }
@@ -327,7 +331,12 @@ impl WorkflowRun {
             );
         }
         if let Some(panic) = &shared.panic_message {
-            return ErrorInfo::new("Panic", format!("workflow {panic}"));
+            // Where it panicked, when the module has DWARF (`weft build --debug`) to say so.
+            let mut message = format!("workflow {panic}");
+            for frame in shared.panic_stack.iter().filter(|f| f.line.is_some()) {
+                message.push_str(&format!("\n    {frame}"));
+            }
+            return ErrorInfo::new("Panic", message);
         }
         let what = match trap.downcast_ref::<wasmtime::Trap>() {
             Some(t) => t.to_string(),
@@ -441,6 +450,8 @@ fn new_shared(machine: Machine, options: RunOptions) -> Arc<Mutex<RunShared>> {
         log_sink: options.log_sink,
         logs_during_replay: options.logs_during_replay,
         panic_message: None,
+        panic_stack: Vec::new(),
+        probe: options.probe,
         stop: None,
         memory_exceeded: None,
     }))

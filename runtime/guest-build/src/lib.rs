@@ -81,6 +81,17 @@ impl Toolchain {
     }
 }
 
+/// How guests are compiled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Profile {
+    /// Cargo's release profile: what runs in production.
+    #[default]
+    Release,
+    /// Cargo's dev profile with full DWARF kept in the component: guest stacks name
+    /// `file:line` (`weft build --debug`, for `weft replay --until` and `--break-on`).
+    Debug,
+}
+
 /// A built component.
 #[derive(Clone, Debug)]
 pub struct BuiltGuest {
@@ -260,8 +271,18 @@ fn cdylib_targets(cargo: &Path, manifest_dir: &Path) -> Result<Vec<(String, Stri
     }
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).map_err(|e| metadata_err(e.to_string()))?;
+    // A package inside a workspace: only that one (cargo metadata lists the whole workspace).
+    let own_manifest = std::fs::canonicalize(manifest_dir.join("Cargo.toml")).ok();
+    let packages: Vec<&serde_json::Value> =
+        meta["packages"].as_array().into_iter().flatten().collect();
+    let only = packages.iter().find(|p| {
+        p["manifest_path"]
+            .as_str()
+            .and_then(|m| std::fs::canonicalize(m).ok())
+            .is_some_and(|m| Some(m) == own_manifest)
+    });
     let mut found = Vec::new();
-    for package in meta["packages"].as_array().into_iter().flatten() {
+    for package in only.map_or(packages.clone(), |p| vec![*p]) {
         for target in package["targets"].as_array().into_iter().flatten() {
             let is_cdylib = target["crate_types"]
                 .as_array()
@@ -288,6 +309,23 @@ pub fn build(
     manifest_dir: &Path,
     target_dir: &Path,
     out_dir: &Path,
+) -> Result<Vec<BuiltGuest>, BuildError> {
+    build_with(
+        toolchain,
+        manifest_dir,
+        target_dir,
+        out_dir,
+        Profile::Release,
+    )
+}
+
+/// [`build`] with the given profile.
+pub fn build_with(
+    toolchain: &Toolchain,
+    manifest_dir: &Path,
+    target_dir: &Path,
+    out_dir: &Path,
+    profile: Profile,
 ) -> Result<Vec<BuiltGuest>, BuildError> {
     // Cargo runs in `manifest_dir`: relative paths would resolve from there.
     let absolute = |p: &Path| -> Result<PathBuf, BuildError> {
@@ -316,15 +354,26 @@ pub fn build(
             target_dir.join("debian-fallback")
         }
     };
-    cmd.args([
-        "build",
-        "--release",
-        "--target",
-        WASM_TARGET,
-        "--target-dir",
-    ])
-    .arg(&target_dir)
-    .current_dir(manifest_dir);
+    cmd.arg("build");
+    let profile_dir = match profile {
+        Profile::Release => {
+            cmd.arg("--release");
+            "release"
+        }
+        Profile::Debug => {
+            // Whatever the crate's own dev profile says: DWARF in, nothing stripped.
+            cmd.args([
+                "--config",
+                "profile.dev.debug=true",
+                "--config",
+                "profile.dev.strip=false",
+            ]);
+            "debug"
+        }
+    };
+    cmd.args(["--target", WASM_TARGET, "--target-dir"])
+        .arg(&target_dir)
+        .current_dir(manifest_dir);
     let command = format!("{cmd:?}");
     let out = cmd.output().map_err(|e| BuildError::Io {
         what: "cannot run",
@@ -345,11 +394,11 @@ pub fn build(
         path: out_dir.to_owned(),
         error: e,
     })?;
-    let release = target_dir.join(WASM_TARGET).join("release");
+    let built = target_dir.join(WASM_TARGET).join(profile_dir);
     targets
         .into_iter()
         .map(|(package, stem)| {
-            let core = release.join(format!("{stem}.wasm"));
+            let core = built.join(format!("{stem}.wasm"));
             let component = out_dir.join(format!("{package}.wasm"));
             componentize_cached(&core, &component)?;
             Ok(BuiltGuest { package, component })

@@ -90,6 +90,15 @@ pub enum EventKind {
     RunCancelRequested {
         reason: String,
     },
+    /// The run was moved to another module of its type (`weft migrate`), its history having
+    /// replayed clean on it; it goes on from here on module `to`. The workflow does not see
+    /// it: on replay it changes nothing.
+    RunMigrated {
+        /// Hex SHA-256 of the module the run was pinned to.
+        from: String,
+        /// Hex SHA-256 of the module it is pinned to from here.
+        to: String,
+    },
 
     // ---- terminal ----
     RunCompleted {
@@ -136,7 +145,8 @@ impl EventKind {
             | EventKind::TimerFired { .. }
             | EventKind::ChildWorkflowCompleted { .. }
             | EventKind::SignalReceived { .. }
-            | EventKind::RunCancelRequested { .. } => EventRole::Delivery,
+            | EventKind::RunCancelRequested { .. }
+            | EventKind::RunMigrated { .. } => EventRole::Delivery,
             EventKind::RunCompleted { .. }
             | EventKind::RunFailed { .. }
             | EventKind::RunContinuedAsNew { .. }
@@ -160,6 +170,7 @@ impl EventKind {
             EventKind::ChildWorkflowCompleted { .. } => "ChildWorkflowCompleted",
             EventKind::SignalReceived { .. } => "SignalReceived",
             EventKind::RunCancelRequested { .. } => "RunCancelRequested",
+            EventKind::RunMigrated { .. } => "RunMigrated",
             EventKind::RunCompleted { .. } => "RunCompleted",
             EventKind::RunFailed { .. } => "RunFailed",
             EventKind::RunContinuedAsNew { .. } => "RunContinuedAsNew",
@@ -214,10 +225,18 @@ impl fmt::Display for EventKind {
             EventKind::RunCancelRequested { reason } => {
                 write!(f, "RunCancelRequested ({reason})")
             }
+            EventKind::RunMigrated { from, to } => {
+                write!(f, "RunMigrated from {} to {}", short_id(from), short_id(to))
+            }
             EventKind::RunCompleted { output } => write!(f, "RunCompleted {output}"),
             EventKind::RunFailed { error } => write!(f, "RunFailed {error}"),
             EventKind::RunContinuedAsNew { input } => write!(f, "RunContinuedAsNew {input}"),
             EventKind::RunTerminated { reason } => write!(f, "RunTerminated ({reason})"),
         }
     }
+}
+
+/// The first 12 hex digits of a module id, as timelines show it.
+fn short_id(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
 }

@@ -19,12 +19,7 @@ use crate::file::History;
 use crate::payload::{Completion, Failure, Payload};
 
 /// A replayed command differs from the recorded one.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error(
-    "non-determinism at event {seq}: the history has `{recorded}` but the workflow now does `{new}`; \
-     the workflow code changed in a way that breaks runs started on the old code (put the change \
-     behind `ctx.patched(\"change-id\")`, or start new runs on the new module)"
-)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NonDeterminism {
     /// Sequence number of the recorded event that did not match.
     pub seq: u64,
@@ -32,6 +27,42 @@ pub struct NonDeterminism {
     pub recorded: String,
     /// What the workflow did instead, as one line.
     pub new: String,
+    /// The guest's call stack at the host call that diverged, innermost frame first, one
+    /// `function (file:line)` per entry; the engine fills it in, empty where unknown.
+    pub guest_stack: Vec<String>,
+}
+
+impl NonDeterminism {
+    /// A divergence at `seq`, its stack not known yet.
+    pub fn new(seq: u64, recorded: String, new: String) -> Self {
+        NonDeterminism {
+            seq,
+            recorded,
+            new,
+            guest_stack: Vec::new(),
+        }
+    }
+}
+
+impl std::error::Error for NonDeterminism {}
+
+impl fmt::Display for NonDeterminism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "non-determinism at event {}: the history has `{}` but the workflow now does `{}`; \
+             the workflow code changed in a way that breaks runs started on the old code (put the \
+             change behind `ctx.patched(\"change-id\")`, or start new runs on the new module)",
+            self.seq, self.recorded, self.new
+        )?;
+        if !self.guest_stack.is_empty() {
+            f.write_str("\nthe workflow made that call at:")?;
+            for frame in &self.guest_stack {
+                write!(f, "\n    {frame}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why the machine refused a command of the guest.
@@ -560,11 +591,11 @@ impl Machine {
                 }
                 Some(event) => {
                     let waiting: Vec<String> = handles.iter().map(|h| format!("#{h}")).collect();
-                    return Err(NonDeterminism {
-                        seq: event.seq,
-                        recorded: event.kind.to_string(),
-                        new: format!("wait for {}", waiting.join(", ")),
-                    }
+                    return Err(NonDeterminism::new(
+                        event.seq,
+                        event.kind.to_string(),
+                        format!("wait for {}", waiting.join(", ")),
+                    )
                     .into());
                 }
                 None if self.replay_only => return Err(MachineError::ReplayEnded),
@@ -628,11 +659,11 @@ impl Machine {
             }
             Some(recorded) => {
                 if !same_command(&recorded.kind, &new) {
-                    return Err(NonDeterminism {
-                        seq: recorded.seq,
-                        recorded: recorded.kind.to_string(),
-                        new: new.to_string(),
-                    }
+                    return Err(NonDeterminism::new(
+                        recorded.seq,
+                        recorded.kind.to_string(),
+                        new.to_string(),
+                    )
                     .into());
                 }
                 self.cursor += 1;
@@ -768,6 +799,8 @@ impl Machine {
                 }
                 return Ok(());
             }
+            // Which module runs the code is not the workflow's business.
+            EventKind::RunMigrated { .. } => return Ok(()),
             other => return Err(DeliveryError::NotADelivery(other.name())),
         };
         let op = self

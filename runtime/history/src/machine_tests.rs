@@ -498,3 +498,62 @@ fn a_run_past_a_limit_fails_with_the_limit_named_and_replays_after_the_limit_cha
     long.fail(error, 1_000).unwrap();
     assert_eq!(long.history().events.len(), 4);
 }
+
+#[test]
+fn a_migration_marker_is_invisible_to_the_workflow_on_replay() {
+    let mut m = fresh();
+    assert_eq!(guest(&mut m).unwrap(), None);
+    // Moved to another module while it waits on both activities.
+    m.deliver(
+        EventKind::RunMigrated {
+            from: "ab".into(),
+            to: "cd".into(),
+        },
+        1_200,
+    )
+    .unwrap();
+    assert_eq!(
+        m.pending(),
+        vec![(0, PendingOp::Activity), (1, PendingOp::Activity)]
+    );
+    m.deliver(
+        EventKind::ActivityCompleted {
+            handle: 0,
+            completion: Completion::Ok(Payload::from("\"a\"")),
+        },
+        1_500,
+    )
+    .unwrap();
+    // The crash path replays through the marker to the timer, then goes on live.
+    let mut m = Machine::new(m.into_history());
+    assert_eq!(guest(&mut m).unwrap(), None);
+    assert!(!m.is_replaying());
+    assert_eq!(
+        m.pending(),
+        vec![(1, PendingOp::Activity), (2, PendingOp::Timer)]
+    );
+    // A migration on a closed run is refused like any late delivery.
+    m.deliver(EventKind::TimerFired { handle: 2 }, 1_600)
+        .unwrap();
+    let mut m = Machine::new(m.into_history());
+    assert_eq!(guest(&mut m).unwrap(), Some(2_000));
+    assert_eq!(
+        m.deliver(
+            EventKind::RunMigrated {
+                from: "cd".into(),
+                to: "ef".into()
+            },
+            3_000
+        ),
+        Err(DeliveryError::RunClosed)
+    );
+    let history = m.into_history();
+    assert_eq!(history.events[3].kind.name(), "RunMigrated");
+    assert_eq!(
+        history.events[3].kind.to_string(),
+        "RunMigrated from ab to cd"
+    );
+    let mut r = Machine::replay_only(history.clone());
+    assert_eq!(guest(&mut r).unwrap(), Some(2_000));
+    assert_eq!(r.replayed_events(), history.events.len());
+}

@@ -70,7 +70,8 @@ pub fn pending_operations(events: &[Event]) -> Vec<(Handle, PendingOp)> {
             | EventKind::RunTerminated { .. } => open.clear(),
             EventKind::RunStarted
             | EventKind::TimeRead { .. }
-            | EventKind::MarkerRecorded { .. } => {}
+            | EventKind::MarkerRecorded { .. }
+            | EventKind::RunMigrated { .. } => {}
         }
     }
     open.into_iter().collect()

@@ -82,6 +82,14 @@ enum Command {
         reason: String,
         reply: oneshot::Sender<Result<Cancelled, ServerError>>,
     },
+    /// Re-pins a run to `to` if it is still on `from` with exactly `vetted_events` events.
+    Migrate {
+        run_id: String,
+        from: String,
+        to: String,
+        vetted_events: u64,
+        reply: oneshot::Sender<Result<Migration, ServerError>>,
+    },
     /// A command another node routed here.
     FromInbox {
         item: InboxItem,
@@ -114,6 +122,24 @@ enum Routed {
     Terminate {
         reason: String,
     },
+    Migrate {
+        from: String,
+        to: String,
+        vetted_events: u64,
+    },
+}
+
+/// What a migration of one run came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Migration {
+    /// Re-pinned; `RunMigrated` is event `seq` of its history.
+    Migrated { seq: u64 },
+    /// Another live node owns the run: the command is in its inbox.
+    Routed { owner: String },
+    /// The history has `events` events now, not the ones that were vetted: vet it again.
+    HistoryGrew { events: u64 },
+    /// The run is on `module_id` now (the target, or another module since it was vetted).
+    Moved { module_id: String },
 }
 
 /// Where a run's commands are carried out.
@@ -293,6 +319,10 @@ enum Reply {
         oneshot::Sender<Result<Cancelled, ServerError>>,
         Result<Cancelled, ServerError>,
     ),
+    Migrate(
+        oneshot::Sender<Result<Migration, ServerError>>,
+        Result<Migration, ServerError>,
+    ),
     None,
 }
 
@@ -455,6 +485,28 @@ impl Executor {
         rx.await.map_err(|_| ServerError::ShuttingDown)?
     }
 
+    /// Moves the running run `run_id` from module `from` to `to`, if its history is still the
+    /// `vetted_events` events that replayed clean on `to`; answers once that is durable (or,
+    /// for a run another node owns, once the command is in that node's inbox).
+    pub async fn migrate(
+        &self,
+        run_id: &str,
+        from: &str,
+        to: &str,
+        vetted_events: u64,
+    ) -> Result<Migration, ServerError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Command::Migrate {
+            run_id: run_id.to_owned(),
+            from: from.to_owned(),
+            to: to.to_owned(),
+            vetted_events,
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| ServerError::ShuttingDown)?
+    }
+
     async fn send(&self, command: Command) -> Result<(), ServerError> {
         self.tx
             .send(command)
@@ -485,6 +537,17 @@ fn routed_command(run_id: String, routed: Routed) -> Command {
         Routed::Terminate { reason } => Command::Terminate {
             target: RunRef::Run(run_id),
             reason,
+            reply: oneshot::channel().0,
+        },
+        Routed::Migrate {
+            from,
+            to,
+            vetted_events,
+        } => Command::Migrate {
+            run_id,
+            from,
+            to,
+            vetted_events,
             reply: oneshot::channel().0,
         },
     }
@@ -595,6 +658,21 @@ impl State {
                     let result = self.cancel(target, reason, &mut out, &mut follow_ups).await;
                     Reply::Cancel(reply, result)
                 }
+                Command::Migrate {
+                    run_id,
+                    from,
+                    to,
+                    vetted_events,
+                    reply,
+                } => {
+                    let result = self
+                        .migrate(run_id, from, to, vetted_events, &mut out, &mut follow_ups)
+                        .await;
+                    if let Err(error) = &result {
+                        tracing::warn!(%error, "migration refused");
+                    }
+                    Reply::Migrate(reply, result)
+                }
                 Command::FromInbox { item, reply } => {
                     // Consumed whatever comes of it: a delivery the run refuses (late,
                     // duplicate) would be refused again.
@@ -660,6 +738,9 @@ impl State {
                         Reply::Cancel(tx, result) => {
                             let _ = tx.send(result);
                         }
+                        Reply::Migrate(tx, result) => {
+                            let _ = tx.send(result);
+                        }
                         Reply::None => {}
                     }
                 }
@@ -692,6 +773,9 @@ impl State {
                             let _ = tx.send(Err(ServerError::Storage(message.clone())));
                         }
                         Reply::Cancel(tx, _) => {
+                            let _ = tx.send(Err(ServerError::Storage(message.clone())));
+                        }
+                        Reply::Migrate(tx, _) => {
                             let _ = tx.send(Err(ServerError::Storage(message.clone())));
                         }
                         Reply::None => {}
@@ -1243,6 +1327,84 @@ impl State {
             run_id,
             newly_requested: true,
         })
+    }
+
+    /// Re-pins a run to module `to`: `RunMigrated` is appended, and the run is rebuilt on the
+    /// new module from that history at once (so that a later command in this batch steps the
+    /// new code), going on live where the new code goes past the recorded history.
+    async fn migrate(
+        &mut self,
+        run_id: String,
+        from: String,
+        to: String,
+        vetted_events: u64,
+        out: &mut Batch,
+        follow_ups: &mut Vec<Command>,
+    ) -> Result<Migration, ServerError> {
+        let cached = match self.claim(&run_id).await? {
+            Claim::Mine(cached) => *cached,
+            Claim::Elsewhere(owner) => {
+                let routed = Routed::Migrate {
+                    from,
+                    to,
+                    vetted_events,
+                };
+                self.route(out, owner.clone(), &run_id, &routed);
+                return Ok(Migration::Routed { owner });
+            }
+        };
+        let module_id = cached.record.module_id.clone();
+        let events = cached.run.with_history(|h| h.events.len() as u64);
+        let refused = if module_id != from {
+            Some(Migration::Moved { module_id })
+        } else if events != vetted_events {
+            Some(Migration::HistoryGrew { events })
+        } else {
+            None
+        };
+        if let Some(refused) = refused {
+            self.cache(run_id, cached);
+            return Ok(refused);
+        }
+        let module = match self.module(&to).await {
+            Ok(module) => module,
+            Err(e) => {
+                self.cache(run_id, cached);
+                return Err(e);
+            }
+        };
+        let CachedRun {
+            mut run,
+            mut record,
+            seen,
+        } = cached;
+        let seq = run
+            .deliver(EventKind::RunMigrated {
+                from,
+                to: to.clone(),
+            })
+            .map_err(|e| ServerError::Delivery(e.to_string()))?;
+        let mut history = run.into_history();
+        // The stored header names the module the run is pinned to.
+        history.header.module_sha256 = to.clone();
+        record.module_id = to.clone();
+        let run = WorkflowRun::resume(&self.engine, &module, history, self.options())
+            .map_err(|e| ServerError::Internal(e.to_string()))?;
+        let mut migrated = CachedRun { run, record, seen };
+        let mut step = StepWrite {
+            run_id: run_id.clone(),
+            pin_module: Some(to),
+            ..StepWrite::default()
+        };
+        // On failure nothing is cached: the next command rebuilds the run from the store.
+        self.activate(&mut migrated, &mut step, follow_ups)?;
+        tracing::info!(run_id, module_id = %migrated.record.module_id, event_seq = seq,
+            "run migrated");
+        out.steps.push(step);
+        if migrated.record.status == RunStatus::Running {
+            self.cache(run_id, migrated);
+        }
+        Ok(Migration::Migrated { seq })
     }
 
     fn cache(&mut self, run_id: String, cached: CachedRun) {

@@ -12,11 +12,26 @@ use weft_engine::{Clock, Engine, WorkflowModule, module_sha256};
 use weft_store::{RunFilter, RunRecord, RunStatus, Store};
 
 use crate::auth::{self, Auth, Principal, Right};
-use crate::executor::{ClosedRun, Executor, StartRequest};
+use crate::executor::{ClosedRun, Executor, Migration, StartRequest};
 use crate::proto::{self, workflow_service_server::WorkflowService};
 use crate::{MAX_COMPONENT_BYTES, ServerError, check_payload};
 
 const DEFAULT_RESULT_WAIT_MS: u64 = 60_000;
+/// Running runs read per page when `MigrateRuns` lists a type's runs.
+const MIGRATE_PAGE: u32 = 500;
+/// Vet-and-move rounds for a run whose history grows while it is vetted.
+const MIGRATE_ROUNDS: usize = 3;
+/// How long `MigrateRuns` waits for another node to carry out a migration routed to it.
+const ROUTED_MIGRATION_WAIT: Duration = Duration::from_secs(10);
+
+/// Where and how a history did not replay on a module.
+struct Divergence {
+    /// The recorded event that did not match; 0 when the replay failed otherwise.
+    seq: u64,
+    recorded: String,
+    new: String,
+    message: String,
+}
 /// How often a waiting `GetWorkflowResult` looks at the store, for runs closed by other nodes.
 const RESULT_RECHECK: Duration = Duration::from_secs(1);
 
@@ -222,8 +237,36 @@ impl WorkflowApi {
             }
         }
         let (runs, histories): (Vec<&RunRecord>, Vec<History>) = histories.into_iter().unzip();
+        let replayed = self.replay_on(module, histories).await?;
+        let mut response = proto::VetModuleResponse {
+            module_id: module.sha256().to_owned(),
+            vetted: replayed.len() as u32,
+            ..Default::default()
+        };
+        for (run, replayed) in runs.iter().zip(replayed) {
+            match replayed {
+                None => response.clean += 1,
+                Some(d) => response.divergences.push(proto::VetDivergence {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: run.run_id.clone(),
+                    seq: d.seq,
+                    recorded: d.recorded,
+                    new: d.new,
+                    message: d.message,
+                }),
+            }
+        }
+        Ok(response)
+    }
+
+    /// Replays `histories` on `module` on every core, off the async workers: `None` for each
+    /// that replays clean, else where and how it diverged.
+    async fn replay_on(
+        &self,
+        module: &WorkflowModule,
+        histories: Vec<History>,
+    ) -> Result<Vec<Option<Divergence>>, Status> {
         let engine = self.engine.clone();
-        let module_id = module.sha256().to_owned();
         let module = module.clone();
         let jobs = std::thread::available_parallelism().map_or(1, |n| n.get());
         let replayed = tokio::task::spawn_blocking(move || {
@@ -231,39 +274,104 @@ impl WorkflowApi {
         })
         .await
         .map_err(|e| Status::internal(e.to_string()))?;
-        let mut response = proto::VetModuleResponse {
-            module_id,
-            vetted: replayed.len() as u32,
-            ..Default::default()
-        };
-        for (run, replayed) in runs.iter().zip(replayed) {
-            let divergence = |seq, recorded, new, message| proto::VetDivergence {
-                workflow_id: run.workflow_id.clone(),
-                run_id: run.run_id.clone(),
-                seq,
-                recorded,
-                new,
-                message,
-            };
-            match replayed.report {
+        Ok(replayed
+            .into_iter()
+            .map(|replayed| match replayed.report {
                 Ok(report) => match report.verdict {
-                    ReplayVerdict::Clean => response.clean += 1,
-                    ReplayVerdict::NonDeterminism(nd) => response.divergences.push(divergence(
-                        nd.seq,
-                        nd.recorded.clone(),
-                        nd.new.clone(),
-                        nd.to_string(),
-                    )),
+                    ReplayVerdict::Clean => None,
+                    ReplayVerdict::NonDeterminism(nd) => Some(Divergence {
+                        seq: nd.seq,
+                        recorded: nd.recorded.clone(),
+                        new: nd.new.clone(),
+                        message: nd.to_string(),
+                    }),
                 },
-                Err(e) => response.divergences.push(divergence(
-                    0,
-                    String::new(),
-                    String::new(),
-                    format!("the replay failed: {e}"),
-                )),
+                Err(e) => Some(Divergence {
+                    seq: 0,
+                    recorded: String::new(),
+                    new: String::new(),
+                    message: format!("the replay failed: {e}"),
+                }),
+            })
+            .collect())
+    }
+
+    /// The running runs `MigrateRuns` is about, in workflow id order: every one of the type,
+    /// or those of the ids asked for (each must have a running run of the type).
+    async fn runs_to_migrate(
+        &self,
+        workflow_type: &str,
+        workflow_ids: &[String],
+    ) -> Result<Vec<RunRecord>, Status> {
+        let mut runs = Vec::new();
+        if workflow_ids.is_empty() {
+            let filter = RunFilter {
+                status: Some(RunStatus::Running),
+                workflow_type: Some(workflow_type.to_owned()),
+                workflow_id_prefix: None,
+            };
+            let mut cursor = None;
+            loop {
+                let page = self
+                    .store
+                    .list_runs(&filter, cursor.clone(), MIGRATE_PAGE)
+                    .await
+                    .map_err(ServerError::from)?;
+                let full = page.len() == MIGRATE_PAGE as usize;
+                cursor = page.last().map(|r| (r.started_at_ms, r.run_id.clone()));
+                runs.extend(page);
+                if !full {
+                    break;
+                }
+            }
+        } else {
+            for workflow_id in workflow_ids {
+                let run = self
+                    .store
+                    .latest_run(workflow_id)
+                    .await
+                    .map_err(ServerError::from)?
+                    .ok_or_else(|| {
+                        Status::not_found(format!("no workflow `{workflow_id}` is stored"))
+                    })?;
+                if run.status != RunStatus::Running {
+                    return Err(Status::failed_precondition(format!(
+                        "workflow `{workflow_id}` has no running run (its latest, {}, is {}); \
+                         only running runs move",
+                        run.run_id,
+                        run.status.as_str()
+                    )));
+                }
+                if run.workflow_type != workflow_type {
+                    return Err(Status::invalid_argument(format!(
+                        "workflow `{workflow_id}` is a `{}`, not a `{workflow_type}`",
+                        run.workflow_type
+                    )));
+                }
+                runs.push(run);
             }
         }
-        Ok(response)
+        runs.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+        runs.dedup_by(|a, b| a.run_id == b.run_id);
+        Ok(runs)
+    }
+
+    /// Waits for a migration routed to another node to show in the store.
+    async fn routed_migration_done(&self, run_id: &str, to: &str) -> Result<bool, Status> {
+        let deadline = tokio::time::Instant::now() + ROUTED_MIGRATION_WAIT;
+        loop {
+            let run = self.store.run(run_id).await.map_err(ServerError::from)?;
+            match run {
+                Some(run) if run.module_id == to => return Ok(true),
+                Some(run) if run.status != RunStatus::Running => return Ok(false),
+                None => return Ok(false),
+                Some(_) => {}
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn replay_logs(&self, history: &History) -> Result<Vec<proto::LogLine>, String> {
@@ -580,6 +688,171 @@ impl WorkflowService for WorkflowApi {
         tracing::info!(workflow_type, module_id = %vetted.module_id, vetted = vetted.vetted,
             diverged = vetted.divergences.len(), "module vetted");
         Ok(Response::new(vetted))
+    }
+
+    async fn migrate_runs(
+        &self,
+        request: Request<proto::MigrateRunsRequest>,
+    ) -> Result<Response<proto::MigrateRunsResponse>, Status> {
+        use proto::MigrationOutcome as Outcome;
+        let principal = self.auth.require(&request, Right::Administer).await?;
+        let peer = auth::peer_of(&request);
+        let req = request.into_inner();
+        let workflow_type = required("workflow_type", &req.workflow_type)?;
+        let to = required("to_module_id", &req.to_module_id)?;
+        let stored = self.store.modules().await.map_err(ServerError::from)?;
+        match stored.iter().find(|m| m.module_id == to) {
+            None => {
+                return Err(Status::not_found(format!(
+                    "no module `{to}` is stored; upload it first (`weft upload --type \
+                     {workflow_type} FILE`) and pass the module id it answers"
+                )));
+            }
+            Some(m) if m.workflow_type != workflow_type => {
+                return Err(Status::invalid_argument(format!(
+                    "module `{to}` was uploaded for workflow type `{}`, not `{workflow_type}`",
+                    m.workflow_type
+                )));
+            }
+            Some(_) => {}
+        }
+        let bytes = self
+            .store
+            .module(to)
+            .await
+            .map_err(ServerError::from)?
+            .ok_or_else(|| Status::not_found(format!("module `{to}` is not stored")))?;
+        let (_, module) = self.compile(bytes).await?;
+        let runs = self
+            .runs_to_migrate(workflow_type, &req.workflow_ids)
+            .await?;
+        let mut rows: Vec<proto::RunMigration> = Vec::with_capacity(runs.len());
+        let mut to_vet: Vec<RunRecord> = Vec::new();
+        for run in runs {
+            if run.module_id == to {
+                rows.push(proto::RunMigration {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: run.run_id.clone(),
+                    from_module_id: run.module_id.clone(),
+                    outcome: Outcome::AlreadyOnModule as i32,
+                    events: run.history_length,
+                    ..Default::default()
+                });
+            } else {
+                to_vet.push(run);
+            }
+        }
+        for round in 1..=MIGRATE_ROUNDS {
+            if to_vet.is_empty() {
+                break;
+            }
+            let mut histories = Vec::with_capacity(to_vet.len());
+            let mut vetted_runs = Vec::with_capacity(to_vet.len());
+            for run in to_vet.drain(..) {
+                if let Some(h) = self
+                    .store
+                    .history(&run.run_id)
+                    .await
+                    .map_err(ServerError::from)?
+                {
+                    histories.push(h);
+                    vetted_runs.push(run);
+                }
+            }
+            let lengths: Vec<u64> = histories.iter().map(|h| h.events.len() as u64).collect();
+            let replayed = self.replay_on(&module, histories).await?;
+            for ((run, events), divergence) in vetted_runs.into_iter().zip(lengths).zip(replayed) {
+                let mut row = proto::RunMigration {
+                    workflow_id: run.workflow_id.clone(),
+                    run_id: run.run_id.clone(),
+                    from_module_id: run.module_id.clone(),
+                    events,
+                    ..Default::default()
+                };
+                if let Some(d) = divergence {
+                    row.outcome = Outcome::Diverged as i32;
+                    row.seq = d.seq;
+                    row.recorded = d.recorded;
+                    row.new = d.new;
+                    row.message = d.message;
+                    rows.push(row);
+                    continue;
+                }
+                if req.dry_run {
+                    row.outcome = Outcome::WouldMigrate as i32;
+                    rows.push(row);
+                    continue;
+                }
+                let skipped = |row: &mut proto::RunMigration, message: String| {
+                    row.outcome = Outcome::Skipped as i32;
+                    row.message = message;
+                };
+                match self
+                    .executor
+                    .migrate(&run.run_id, &run.module_id, to, events)
+                    .await
+                {
+                    Ok(Migration::Migrated { .. }) => row.outcome = Outcome::Migrated as i32,
+                    Ok(Migration::Routed { owner }) => {
+                        if self.routed_migration_done(&run.run_id, to).await? {
+                            row.outcome = Outcome::Migrated as i32;
+                        } else {
+                            skipped(
+                                &mut row,
+                                format!(
+                                    "its owner, node `{owner}`, did not re-pin it within {} s \
+                                     (it closed, or its history grew meanwhile); run the \
+                                     migration again",
+                                    ROUTED_MIGRATION_WAIT.as_secs()
+                                ),
+                            );
+                        }
+                    }
+                    Ok(Migration::HistoryGrew { events: now }) if round < MIGRATE_ROUNDS => {
+                        tracing::debug!(run_id = %run.run_id, vetted = events, now,
+                            "history grew while vetted; vetting again");
+                        to_vet.push(run);
+                        continue;
+                    }
+                    Ok(Migration::HistoryGrew { events: now }) => skipped(
+                        &mut row,
+                        format!(
+                            "its history kept growing while it was vetted ({events} events \
+                             vetted, {now} now, {MIGRATE_ROUNDS} tries); run the migration again"
+                        ),
+                    ),
+                    Ok(Migration::Moved { module_id }) if module_id == to => {
+                        row.outcome = Outcome::AlreadyOnModule as i32;
+                    }
+                    Ok(Migration::Moved { module_id }) => skipped(
+                        &mut row,
+                        format!("it was moved to module `{module_id}` meanwhile"),
+                    ),
+                    Err(ServerError::RunClosed(_)) => {
+                        skipped(&mut row, "it closed while it was vetted".into());
+                    }
+                    Err(e) => skipped(&mut row, format!("the migration failed: {e}")),
+                }
+                rows.push(row);
+            }
+        }
+        rows.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
+        let count = |o: Outcome| rows.iter().filter(|r| r.outcome == o as i32).count() as u32;
+        let response = proto::MigrateRunsResponse {
+            to_module_id: to.to_owned(),
+            migrated: count(Outcome::Migrated),
+            diverged: count(Outcome::Diverged),
+            runs: rows,
+        };
+        tracing::info!(workflow_type, module_id = %to, migrated = response.migrated,
+            diverged = response.diverged, dry_run = req.dry_run, "runs migrated");
+        if !req.dry_run {
+            let target = format!("{workflow_type} -> {to}: {} migrated", response.migrated);
+            self.auth
+                .audit(&principal, &peer, "migrate_runs", &target, "ok")
+                .await;
+        }
+        Ok(Response::new(response))
     }
 
     async fn start_workflow(

@@ -204,6 +204,9 @@ pub struct StepWrite {
     /// Timers fired or cancelled by this step.
     pub done_timers: Vec<u32>,
     pub close: Option<RunClose>,
+    /// Re-pins the run to this module (a migration); with the fence, so only if the history
+    /// is still exactly what was vetted on it.
+    pub pin_module: Option<String>,
 }
 
 /// One group commit of one node: the steps of many runs, and commands routed to the runs

@@ -455,6 +455,11 @@ impl SqlStore {
             Some(last) => update.param(Param::Int(i(last.seq))),
             None => update.sql("history_length"),
         };
+        if let Some(module_id) = &step.pin_module {
+            update
+                .sql(", module_id = ")
+                .param(Param::Text(module_id.clone()));
+        }
         if let Some(close) = &step.close {
             update
                 .sql(", status = ")

@@ -695,3 +695,53 @@ async fn tokens_keep_their_scopes_revoke_once_and_the_audit_log_is_ordered() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_migration_repins_the_run_only_if_its_history_did_not_grow() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store.put_module("Greeting", "m2", b"v2", 2).await.unwrap();
+        store
+            .commit(&creating(run("r1", "wf1", 10), first_step("r1")))
+            .await
+            .unwrap();
+        let migrated = |seq| StepWrite {
+            run_id: "r1".into(),
+            events: vec![event(
+                seq,
+                EventKind::RunMigrated {
+                    from: "m1".into(),
+                    to: "m2".into(),
+                },
+            )],
+            pin_module: Some("m2".into()),
+            ..Default::default()
+        };
+        // Vetted on 3 events, but the timer fired meanwhile: refused, still on m1.
+        store.commit(&batch(vec![timer_fired("r1")])).await.unwrap();
+        let err = store.commit(&batch(vec![migrated(4)])).await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::NotContiguous { stored: 4, .. }),
+            "{err}"
+        );
+        assert_eq!(store.run("r1").await.unwrap().unwrap().module_id, "m1");
+        // On the history as it is now: re-pinned with the event, and the history says so.
+        store.commit(&batch(vec![migrated(5)])).await.unwrap();
+        assert_eq!(store.run("r1").await.unwrap().unwrap().module_id, "m2");
+        let history = store.history("r1").await.unwrap().unwrap();
+        assert_eq!(history.header.module_sha256, "m2");
+        assert_eq!(history.events.len(), 5);
+        assert_eq!(history.events[4].kind.name(), "RunMigrated");
+        // The modules listing counts the run on its new module.
+        let modules = store.modules().await.unwrap();
+        let running = |id: &str| {
+            modules
+                .iter()
+                .find(|m| m.module_id == id)
+                .map(|m| m.running_runs)
+                .unwrap()
+        };
+        assert_eq!((running("m1"), running("m2")), (0, 1));
+    })
+    .await;
+}

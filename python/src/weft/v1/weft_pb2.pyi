@@ -16,6 +16,15 @@ class RunStatus(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RUN_STATUS_CONTINUED_AS_NEW: _ClassVar[RunStatus]
     RUN_STATUS_TERMINATED: _ClassVar[RunStatus]
     RUN_STATUS_CANCELLED: _ClassVar[RunStatus]
+
+class MigrationOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MIGRATION_OUTCOME_UNSPECIFIED: _ClassVar[MigrationOutcome]
+    MIGRATION_OUTCOME_MIGRATED: _ClassVar[MigrationOutcome]
+    MIGRATION_OUTCOME_WOULD_MIGRATE: _ClassVar[MigrationOutcome]
+    MIGRATION_OUTCOME_DIVERGED: _ClassVar[MigrationOutcome]
+    MIGRATION_OUTCOME_ALREADY_ON_MODULE: _ClassVar[MigrationOutcome]
+    MIGRATION_OUTCOME_SKIPPED: _ClassVar[MigrationOutcome]
 RUN_STATUS_UNSPECIFIED: RunStatus
 RUN_STATUS_RUNNING: RunStatus
 RUN_STATUS_COMPLETED: RunStatus
@@ -23,6 +32,12 @@ RUN_STATUS_FAILED: RunStatus
 RUN_STATUS_CONTINUED_AS_NEW: RunStatus
 RUN_STATUS_TERMINATED: RunStatus
 RUN_STATUS_CANCELLED: RunStatus
+MIGRATION_OUTCOME_UNSPECIFIED: MigrationOutcome
+MIGRATION_OUTCOME_MIGRATED: MigrationOutcome
+MIGRATION_OUTCOME_WOULD_MIGRATE: MigrationOutcome
+MIGRATION_OUTCOME_DIVERGED: MigrationOutcome
+MIGRATION_OUTCOME_ALREADY_ON_MODULE: MigrationOutcome
+MIGRATION_OUTCOME_SKIPPED: MigrationOutcome
 
 class ErrorInfo(_message.Message):
     __slots__ = ("kind", "message", "attempts")
@@ -83,6 +98,52 @@ class VetDivergence(_message.Message):
     new: str
     message: str
     def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., seq: _Optional[int] = ..., recorded: _Optional[str] = ..., new: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class MigrateRunsRequest(_message.Message):
+    __slots__ = ("workflow_type", "to_module_id", "workflow_ids", "dry_run")
+    WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
+    TO_MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKFLOW_IDS_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    workflow_type: str
+    to_module_id: str
+    workflow_ids: _containers.RepeatedScalarFieldContainer[str]
+    dry_run: bool
+    def __init__(self, workflow_type: _Optional[str] = ..., to_module_id: _Optional[str] = ..., workflow_ids: _Optional[_Iterable[str]] = ..., dry_run: _Optional[bool] = ...) -> None: ...
+
+class MigrateRunsResponse(_message.Message):
+    __slots__ = ("to_module_id", "runs", "migrated", "diverged")
+    TO_MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    RUNS_FIELD_NUMBER: _ClassVar[int]
+    MIGRATED_FIELD_NUMBER: _ClassVar[int]
+    DIVERGED_FIELD_NUMBER: _ClassVar[int]
+    to_module_id: str
+    runs: _containers.RepeatedCompositeFieldContainer[RunMigration]
+    migrated: int
+    diverged: int
+    def __init__(self, to_module_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[RunMigration, _Mapping]]] = ..., migrated: _Optional[int] = ..., diverged: _Optional[int] = ...) -> None: ...
+
+class RunMigration(_message.Message):
+    __slots__ = ("workflow_id", "run_id", "from_module_id", "outcome", "events", "seq", "recorded", "new", "message")
+    WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    FROM_MODULE_ID_FIELD_NUMBER: _ClassVar[int]
+    OUTCOME_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    workflow_id: str
+    run_id: str
+    from_module_id: str
+    outcome: MigrationOutcome
+    events: int
+    seq: int
+    recorded: str
+    new: str
+    message: str
+    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., from_module_id: _Optional[str] = ..., outcome: _Optional[_Union[MigrationOutcome, str]] = ..., events: _Optional[int] = ..., seq: _Optional[int] = ..., recorded: _Optional[str] = ..., new: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class UploadModuleResponse(_message.Message):
     __slots__ = ("module_id",)

@@ -44,6 +44,11 @@ class WorkflowServiceStub:
                 request_serializer=weft_dot_v1_dot_weft__pb2.VetModuleRequest.SerializeToString,
                 response_deserializer=weft_dot_v1_dot_weft__pb2.VetModuleResponse.FromString,
                 _registered_method=True)
+        self.MigrateRuns = channel.unary_unary(
+                '/weft.v1.WorkflowService/MigrateRuns',
+                request_serializer=weft_dot_v1_dot_weft__pb2.MigrateRunsRequest.SerializeToString,
+                response_deserializer=weft_dot_v1_dot_weft__pb2.MigrateRunsResponse.FromString,
+                _registered_method=True)
         self.StartWorkflow = channel.unary_unary(
                 '/weft.v1.WorkflowService/StartWorkflow',
                 request_serializer=weft_dot_v1_dot_weft__pb2.StartWorkflowRequest.SerializeToString,
@@ -115,6 +120,16 @@ class WorkflowServiceServicer:
     def VetModule(self, request, context):
         """Replays the stored histories of a workflow type on a component (which is not stored):
         what `weft vet --type` does, on the server, before a version goes live.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MigrateRuns(self, request, context):
+        """Moves running runs of a workflow type to another stored module of that type: each run's
+        history is replayed on the target first, and a run is re-pinned only if it replays clean,
+        by the node that owns it, in the transaction that checks its history did not grow
+        meanwhile (recorded as the event RunMigrated). What `weft migrate` does.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,6 +225,11 @@ def add_WorkflowServiceServicer_to_server(servicer, server):
                     servicer.VetModule,
                     request_deserializer=weft_dot_v1_dot_weft__pb2.VetModuleRequest.FromString,
                     response_serializer=weft_dot_v1_dot_weft__pb2.VetModuleResponse.SerializeToString,
+            ),
+            'MigrateRuns': grpc.unary_unary_rpc_method_handler(
+                    servicer.MigrateRuns,
+                    request_deserializer=weft_dot_v1_dot_weft__pb2.MigrateRunsRequest.FromString,
+                    response_serializer=weft_dot_v1_dot_weft__pb2.MigrateRunsResponse.SerializeToString,
             ),
             'StartWorkflow': grpc.unary_unary_rpc_method_handler(
                     servicer.StartWorkflow,
@@ -321,6 +341,33 @@ class WorkflowService:
             '/weft.v1.WorkflowService/VetModule',
             weft_dot_v1_dot_weft__pb2.VetModuleRequest.SerializeToString,
             weft_dot_v1_dot_weft__pb2.VetModuleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MigrateRuns(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/weft.v1.WorkflowService/MigrateRuns',
+            weft_dot_v1_dot_weft__pb2.MigrateRunsRequest.SerializeToString,
+            weft_dot_v1_dot_weft__pb2.MigrateRunsResponse.FromString,
             options,
             channel_credentials,
             insecure,
