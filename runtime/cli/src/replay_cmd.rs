@@ -182,6 +182,13 @@ fn check(args: &ReplayArgs) -> anyhow::Result<u8> {
         for log in logs {
             println!("          [{}] {}", log.level.as_str(), log.message);
         }
+        let no_lines = |frames: &[weft_engine::GuestFrame]| frames.iter().all(|f| f.line.is_none());
+        if hits.iter().any(|h| no_lines(&h.stack)) {
+            println!(
+                "note: this module has no DWARF, so stacks name functions only; build it with \
+                 `weft build --debug` for file:line"
+            );
+        }
     }
     match report.verdict {
         ReplayVerdict::Clean if args.json => Ok(0),

@@ -66,7 +66,7 @@ pub(crate) fn frames_of(trace: &wasmtime::WasmBacktrace) -> Vec<GuestFrame> {
         for symbol in symbols {
             let function = symbol
                 .name()
-                .map(|n| rustc_demangle::demangle(n).to_string())
+                .map(|n| format!("{:#}", rustc_demangle::demangle(n)))
                 .or_else(|| frame.func_name().map(str::to_owned))
                 .unwrap_or_else(|| "?".to_owned());
             all.push(GuestFrame {
@@ -79,7 +79,9 @@ pub(crate) fn frames_of(trace: &wasmtime::WasmBacktrace) -> Vec<GuestFrame> {
     let own: Vec<GuestFrame> = all
         .iter()
         .filter(|f| !LIBRARY_PREFIXES.iter().any(|p| f.function.starts_with(p)))
-        .filter(|f| !f.function.starts_with("__") && f.function != "?")
+        // The export and the `workflow!` glue around the workflow function.
+        .filter(|f| !f.function.starts_with("__") && !matches!(f.function.as_str(), "?" | "run"))
+        .filter(|f| !f.function.contains("__WeftWorkflow"))
         .cloned()
         .collect();
     if own.is_empty() { all } else { own }
