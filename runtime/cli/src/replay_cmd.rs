@@ -173,7 +173,14 @@ fn check(args: &ReplayArgs) -> anyhow::Result<u8> {
             let offset = event.timestamp_ms.saturating_sub(start);
             println!("{mark}{:>4}  +{offset}ms  {}", event.seq, event.kind);
             for hit in hits.iter().filter(|h| h.event.seq == event.seq) {
-                println!("          at the host call `{}`:", hit.host_call);
+                if hit.stack.is_empty() {
+                    println!(
+                        "          at the host call `{}` (no frames of the workflow's own code)",
+                        hit.host_call
+                    );
+                } else {
+                    println!("          at the host call `{}`:", hit.host_call);
+                }
                 for frame in &hit.stack {
                     println!("            {frame}");
                 }

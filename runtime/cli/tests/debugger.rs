@@ -5,6 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod common;
+use common::*;
+
 fn weft(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(args)
@@ -65,8 +68,8 @@ fn line_of(fixture: &str, needle: &str) -> usize {
         + 1
 }
 
-#[test]
-fn debug_builds_put_the_guests_file_and_line_in_stacks() {
+#[tokio::test(flavor = "multi_thread")]
+async fn debug_builds_put_the_guests_file_and_line_in_stacks() {
     let dir = tempfile::tempdir().unwrap();
     let v2 = build_debug("fixtures/hello-activity-v2", dir.path());
     let v2 = v2.to_str().unwrap();
@@ -111,6 +114,27 @@ fn debug_builds_put_the_guests_file_and_line_in_stacks() {
             && text(&out).contains(&sleep_line),
         "{}",
         text(&out)
+    );
+
+    // The server's vetting says where too.
+    let (_db, _server, mut client) = sqlite_server().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    start(&mut client, "GreetingWorkflow", "waits", "\"World\"").await;
+    let vetted = client
+        .vet_module(weft_proto::VetModuleRequest {
+            workflow_type: "GreetingWorkflow".into(),
+            component: std::fs::read(v2).unwrap(),
+            limit: 0,
+            running_only: true,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(vetted.divergences.len(), 1, "{vetted:?}");
+    let message = &vetted.divergences[0].message;
+    assert!(
+        message.contains("the workflow made that call at:") && message.contains(&sleep_line),
+        "{message}"
     );
 
     // A history of version 2 itself, then stops in it.
@@ -240,7 +264,8 @@ fn release_builds_name_functions_and_say_how_to_get_lines() {
     let printed = text(&out);
     assert!(
         printed.contains("ActivityCompleted #0")
-            && printed.contains("at the host call `wait-any`:")
+            && printed
+                .contains("at the host call `wait-any` (no frames of the workflow's own code)")
             && printed.contains("build it with `weft build --debug` for file:line")
             && !printed.contains("RunCompleted"),
         "{printed}"

@@ -43,8 +43,8 @@ const LIBRARY_PREFIXES: [&str; 12] = [
     "<serde",
 ];
 
-/// The guest's stack now, innermost first: its own frames (those of the runtime and the SDK
-/// left out, unless nothing else is there).
+/// The guest's stack now, innermost first: the workflow's own frames (those of the runtime,
+/// the SDK and the export glue left out). Empty for a release build that inlined them all.
 pub(crate) fn capture(store: impl AsContext) -> Vec<GuestFrame> {
     let trace = wasmtime::WasmBacktrace::force_capture(store);
     frames_of(&trace)
@@ -76,15 +76,12 @@ pub(crate) fn frames_of(trace: &wasmtime::WasmBacktrace) -> Vec<GuestFrame> {
             });
         }
     }
-    let own: Vec<GuestFrame> = all
-        .iter()
+    all.into_iter()
         .filter(|f| !LIBRARY_PREFIXES.iter().any(|p| f.function.starts_with(p)))
         // The export and the `workflow!` glue around the workflow function.
         .filter(|f| !f.function.starts_with("__") && !matches!(f.function.as_str(), "?" | "run"))
         .filter(|f| !f.function.contains("__WeftWorkflow"))
-        .cloned()
-        .collect();
-    if own.is_empty() { all } else { own }
+        .collect()
 }
 
 /// `foo::bar::h0123456789abcdef` -> `foo::bar`.
