@@ -77,6 +77,7 @@ pub struct Activity<O> {
     name: String,
     input: Vec<u8>,
     options: raw::ActivityOptions,
+    ext: raw::ActivityOptionsExt,
     _output: PhantomData<fn() -> O>,
 }
 
@@ -94,6 +95,13 @@ impl<O: DeserializeOwned> Activity<O> {
     /// Longest time all attempts together may take.
     pub fn schedule_to_close(mut self, timeout: Duration) -> Self {
         self.options.schedule_to_close_timeout_ms = Some(millis(timeout));
+        self
+    }
+    /// An attempt that no worker takes within this time fails with `ScheduleToStartTimeout`
+    /// and is retried per the retry policy: a workflow whose workers are all gone learns it
+    /// instead of waiting forever.
+    pub fn schedule_to_start(mut self, timeout: Duration) -> Self {
+        self.ext.schedule_to_start_timeout_ms = Some(millis(timeout));
         self
     }
     /// An attempt that does not heartbeat within this time is failed and retried.
@@ -114,7 +122,12 @@ impl<O: DeserializeOwned> Activity<O> {
     }
     /// Starts the activity; wait on the returned handle later.
     pub fn start(self) -> Pending<O> {
-        Pending::new(host::start_activity(&self.name, &self.input, &self.options))
+        let handle = if self.ext.schedule_to_start_timeout_ms.is_some() {
+            host::start_activity_ext(&self.name, &self.input, &self.options, self.ext)
+        } else {
+            host::start_activity(&self.name, &self.input, &self.options)
+        };
+        Pending::new(handle)
     }
     /// Starts the activity and waits for its result.
     pub fn call(self) -> Result<O, Failure> {
@@ -177,6 +190,9 @@ impl Ctx {
                 schedule_to_close_timeout_ms: None,
                 heartbeat_timeout_ms: None,
                 retry: None,
+            },
+            ext: raw::ActivityOptionsExt {
+                schedule_to_start_timeout_ms: None,
             },
             _output: PhantomData,
         }

@@ -234,6 +234,23 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             .map(|h| (h,))
         },
     )?;
+    host.func_wrap(
+        "start-activity-ext",
+        |store,
+         (name, input, options, ext): (
+            String,
+            Vec<u8>,
+            t::ActivityOptions,
+            t::ActivityOptionsExt,
+        )| {
+            let mut options = activity_options_from_wit(options);
+            options.schedule_to_start_timeout_ms = ext.schedule_to_start_timeout_ms;
+            with_machine(&store, "start-activity", |m, now| {
+                m.start_activity(name, Payload(input), options, now)
+            })
+            .map(|h| (h,))
+        },
+    )?;
     host.func_wrap("start-timer", |store, (duration_ms,): (u64,)| {
         with_machine(&store, "start-timer", |m, now| {
             m.start_timer(duration_ms, now)
@@ -326,6 +343,7 @@ fn activity_options_from_wit(o: t::ActivityOptions) -> weft_history::ActivityOpt
         start_to_close_timeout_ms: o.start_to_close_timeout_ms,
         schedule_to_close_timeout_ms: o.schedule_to_close_timeout_ms,
         heartbeat_timeout_ms: o.heartbeat_timeout_ms,
+        schedule_to_start_timeout_ms: None,
         retry: o.retry.map(|r| weft_history::RetryPolicy {
             initial_interval_ms: r.initial_interval_ms,
             backoff_coefficient: r.backoff_coefficient,

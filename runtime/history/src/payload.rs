@@ -137,6 +137,9 @@ pub struct ActivityOptions {
     pub schedule_to_close_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_timeout_ms: Option<u64>,
+    /// An attempt no worker has taken within this time fails (`ScheduleToStartTimeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_to_start_timeout_ms: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
 }

@@ -18,6 +18,9 @@ const BATCH: u32 = 256;
 pub(crate) const NODE_LEASE: Duration = Duration::from_secs(5);
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
+/// The error kind of an attempt that no worker took in time (retry policies may name it).
+const SCHEDULE_TO_START_TIMEOUT: &str = "ScheduleToStartTimeout";
+
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     executor: Executor,
@@ -120,6 +123,29 @@ async fn sweep(
             lease_ms(&task)
         ));
         fail_attempt(store, executor, &task, "TimedOut", false, failure, now).await?;
+    }
+    for task in store.unstarted_tasks(now, BATCH).await? {
+        let limit = task
+            .options
+            .schedule_to_start_timeout_ms
+            .unwrap_or_default();
+        tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,
+            task_queue = %task.task_queue, "activity attempt not started in time");
+        let failure = Failure::TimedOut(format!(
+            "activity `{}` attempt {}: schedule-to-start timeout of {limit} ms: no worker of \
+             task queue `{}` took it",
+            task.activity_name, task.attempt, task.task_queue
+        ));
+        fail_attempt(
+            store,
+            executor,
+            &task,
+            SCHEDULE_TO_START_TIMEOUT,
+            false,
+            failure,
+            now,
+        )
+        .await?;
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ pub(crate) async fn fail_attempt(
     let backoff = backoff_ms(&policy, task.attempt);
     let exhausted = policy.maximum_attempts != 0 && task.attempt >= policy.maximum_attempts;
     let never_retry = non_retryable || policy.non_retryable_errors.iter().any(|k| k == kind);
-    let outcome = if kind == "TimedOut" {
+    let outcome = if kind == "TimedOut" || kind == "ScheduleToStartTimeout" {
         Outcome::TimedOut
     } else {
         Outcome::Failed

@@ -107,6 +107,9 @@ pub trait Store: Send + Sync + 'static {
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError>;
     /// Leased tasks whose lease ran out before `now_ms`.
     async fn expired_tasks(&self, now_ms: u64, limit: u32) -> Result<Vec<TaskRecord>, StoreError>;
+    /// Tasks no worker took within their schedule-to-start timeout, as of `now_ms`.
+    async fn unstarted_tasks(&self, now_ms: u64, limit: u32)
+    -> Result<Vec<TaskRecord>, StoreError>;
     /// Puts a task back for its next attempt, visible from `visible_at_ms`, and records why
     /// `attempt` ended (an [`AttemptRecord`]) in the same transaction.
     async fn retry_task(

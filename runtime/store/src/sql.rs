@@ -342,7 +342,8 @@ impl SqlStore {
         for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
             let mut insert = Statement::new(
                 "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
-                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context) VALUES ",
+                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context, \
+                 start_within_ms) VALUES ",
             );
             for (n, (run_id, task)) in chunk.iter().enumerate() {
                 let options =
@@ -373,6 +374,10 @@ impl SqlStore {
                     .param(Param::NullableInt(attempt_lease_ms(&task.options).map(i)))
                     .sql(", ")
                     .param(Param::NullableText(task.trace_context.clone()))
+                    .sql(", ")
+                    .param(Param::NullableInt(
+                        task.options.schedule_to_start_timeout_ms.map(i),
+                    ))
                     .sql(")");
             }
             insert.execute(tx).await?;
@@ -725,6 +730,23 @@ impl Store for SqlStore {
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NOT NULL AND lease_until_ms < $1 \
              ORDER BY lease_until_ms LIMIT $2"
+        )))
+        .bind(i(now_ms))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn unstarted_tasks(
+        &self,
+        now_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NULL \
+             AND start_within_ms IS NOT NULL AND visible_at_ms + start_within_ms < $1 \
+             ORDER BY visible_at_ms LIMIT $2"
         )))
         .bind(i(now_ms))
         .bind(i64::from(limit))

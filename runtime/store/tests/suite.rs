@@ -745,3 +745,38 @@ async fn a_migration_repins_the_run_only_if_its_history_did_not_grow() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_task_no_worker_took_in_time_is_found_until_one_takes_it() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        let mut step = first_step("r1");
+        step.new_tasks[0].options.schedule_to_start_timeout_ms = Some(200);
+        store
+            .commit(&creating(run("r1", "wf1", 10), step))
+            .await
+            .unwrap();
+        // Visible at 1000: due to start by 1200.
+        assert!(store.unstarted_tasks(1200, 10).await.unwrap().is_empty());
+        let late = store.unstarted_tasks(1201, 10).await.unwrap();
+        assert_eq!(late.len(), 1);
+        assert_eq!(late[0].options.schedule_to_start_timeout_ms, Some(200));
+        // Retried: the next attempt has its own 200 ms from when it becomes visible.
+        let failure = AttemptFailure {
+            kind: "ScheduleToStartTimeout".into(),
+            message: "nobody".into(),
+            at_ms: 1201,
+        };
+        assert!(store.retry_task("r1/0", 1, 1300, &failure).await.unwrap());
+        assert!(store.unstarted_tasks(1500, 10).await.unwrap().is_empty());
+        assert_eq!(store.unstarted_tasks(1501, 10).await.unwrap().len(), 1);
+        // Taken by a worker: no longer a schedule-to-start matter.
+        let claimed = store
+            .claim_tasks("q", 5, 1400, 2000, "secret")
+            .await
+            .unwrap();
+        assert_eq!(claimed.len(), 1);
+        assert!(store.unstarted_tasks(9999, 10).await.unwrap().is_empty());
+    })
+    .await;
+}
