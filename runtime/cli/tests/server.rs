@@ -1033,3 +1033,94 @@ async fn the_ml_pipeline_survives_a_sigkill_of_the_server_mid_run() {
     inference.abort();
     cpu.abort();
 }
+
+/// The `task_queue` sample of a counter in the server's `/metrics`, 0 when absent.
+async fn counter_of(url: &str, name: &str, queue: &str) -> f64 {
+    let (_, body) = http("GET", &format!("{url}/metrics"), None).await;
+    let text = String::from_utf8(body).unwrap();
+    let series = format!("{name}{{task_queue=\"{queue}\"}} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_task_for_a_waiting_poller_is_handed_over_by_its_batch_and_its_claim_survives_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let port = free_port();
+    let server = ServerProcess::start(&database, port).await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    // A poll waiting on the empty queue when the run starts.
+    let mut worker = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let poll = tokio::spawn(async move {
+        worker
+            .poll_activity_task(proto::PollActivityTaskRequest {
+                task_queue: "hello-activity-task-queue".into(),
+                worker_id: "w".into(),
+                max_tasks: 1,
+                poll_timeout_ms: 10_000,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    start(&mut client, "GreetingWorkflow", "handed", "\"World\"").await;
+    let tasks = poll.await.unwrap().tasks;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].attempt, 1);
+    assert_eq!(
+        counter_of(
+            &server.url,
+            "weft_activity_tasks_matched_in_memory_total",
+            "hello-activity-task-queue"
+        )
+        .await,
+        1.0,
+        "handed over by the batch, not claimed from the store"
+    );
+
+    // The claim was written with the task: after a SIGKILL the same token completes it,
+    // and nobody else was given the task meanwhile.
+    server.kill();
+    let server = ServerProcess::start(&database, port).await;
+    let mut client = server.client().await;
+    let mut other = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let polled = other
+        .poll_activity_task(proto::PollActivityTaskRequest {
+            task_queue: "hello-activity-task-queue".into(),
+            worker_id: "other".into(),
+            max_tasks: 1,
+            poll_timeout_ms: 300,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(polled.tasks.is_empty(), "the task is leased: {polled:?}");
+    other
+        .complete_activity_task(proto::CompleteActivityTaskRequest {
+            task_token: tasks[0].task_token.clone(),
+            output: b"\"Hello, World!\"".to_vec(),
+        })
+        .await
+        .unwrap();
+    let r = wait_result(&mut client, "handed").await;
+    assert_eq!(String::from_utf8_lossy(&r.output), "\"Hello, World!\"");
+    let h = history(&mut client, "handed").await;
+    let kinds: Vec<&str> = h.events.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "RunStarted",
+            "ActivityScheduled",
+            "ActivityCompleted",
+            "RunCompleted"
+        ]
+    );
+}

@@ -26,7 +26,7 @@ use weft_engine::{
 };
 use weft_store::{
     Batch, InboxItem, NewTask, RoutedCommand, RunClose, RunRecord, RunStatus, StepWrite, Store,
-    StoreError, TimerRecord,
+    StoreError, TaskClaim, TaskRecord, TimerRecord, attempt_lease_ms,
 };
 
 use crate::ServerError;
@@ -263,10 +263,29 @@ impl CloseWaiters {
     }
 }
 
-/// Wakes pollers of a task queue when tasks are added to it.
+/// The pollers of this node's task queues: woken when tasks are added, and those waiting
+/// right now, to whom the executor hands new tasks straight from the batch that creates them
+/// (sync match: no claim transaction, no second read).
 #[derive(Default)]
 pub struct QueueNotify {
     queues: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
+    waiting: std::sync::Mutex<HashMap<String, VecDeque<WaitingPoller>>>,
+    next_id: std::sync::atomic::AtomicU64,
+}
+
+/// A poll that found its queue empty and waits for the next task.
+struct WaitingPoller {
+    id: u64,
+    max: usize,
+    secret: String,
+    tx: oneshot::Sender<Vec<TaskRecord>>,
+}
+
+/// Tasks of one batch promised to one waiting poller, sent once the batch commits.
+struct Handoff {
+    poller: WaitingPoller,
+    queue: String,
+    tasks: Vec<TaskRecord>,
 }
 
 impl QueueNotify {
@@ -274,6 +293,62 @@ impl QueueNotify {
     pub fn get(&self, queue: &str) -> Arc<Notify> {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());
         queues.entry(queue.to_owned()).or_default().clone()
+    }
+
+    /// Registers a poll waiting on `queue` for up to `max` tasks, claimed with `secret`:
+    /// its id, and where the tasks will come.
+    pub fn wait_for_tasks(
+        &self,
+        queue: &str,
+        max: usize,
+        secret: String,
+    ) -> (u64, oneshot::Receiver<Vec<TaskRecord>>) {
+        let (tx, rx) = oneshot::channel();
+        let id = self
+            .next_id
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.lock_waiting()
+            .entry(queue.to_owned())
+            .or_default()
+            .push_back(WaitingPoller {
+                id,
+                max: max.max(1),
+                secret,
+                tx,
+            });
+        (id, rx)
+    }
+
+    /// Withdraws a waiting poll; false if the executor already took it (its tasks are on the
+    /// way, or it will be dropped if their batch fails).
+    pub fn stop_waiting(&self, queue: &str, id: u64) -> bool {
+        let mut waiting = self.lock_waiting();
+        let Some(pollers) = waiting.get_mut(queue) else {
+            return false;
+        };
+        let before = pollers.len();
+        pollers.retain(|p| p.id != id);
+        let removed = pollers.len() < before;
+        if pollers.is_empty() {
+            waiting.remove(queue);
+        }
+        removed
+    }
+
+    /// The longest-waiting live poller of `queue`.
+    fn take_poller(&self, queue: &str) -> Option<WaitingPoller> {
+        let mut waiting = self.lock_waiting();
+        let pollers = waiting.get_mut(queue)?;
+        // A poll whose caller went away leaves a closed channel behind.
+        let found = std::iter::from_fn(|| pollers.pop_front()).find(|p| !p.tx.is_closed());
+        if pollers.is_empty() {
+            waiting.remove(queue);
+        }
+        found
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, HashMap<String, VecDeque<WaitingPoller>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -303,6 +378,8 @@ struct State {
     /// The same closes with their runs, for metrics and the runs' spans.
     closed_records: Vec<(RunRecord, RunClose)>,
     queues: Arc<QueueNotify>,
+    /// Tasks of the batch being built, claimed for pollers that wait on their queues.
+    handoffs: Vec<Handoff>,
 }
 
 /// The answer to one command, sent once the batch is durable.
@@ -354,6 +431,7 @@ impl Executor {
             closed_in_batch: Vec::new(),
             closed_records: Vec::new(),
             queues: queues.clone(),
+            handoffs: Vec::new(),
         };
         tokio::spawn(state.run(rx));
         Executor {
@@ -722,11 +800,13 @@ impl State {
                 for (record, close) in self.closed_records.drain(..) {
                     crate::telemetry::run_closed(&record, &close);
                 }
+                // Tasks no waiting poller took: wake the pollers to claim them from the store.
                 for step in &out.steps {
-                    for task in &step.new_tasks {
+                    for task in step.new_tasks.iter().filter(|t| t.claim.is_none()) {
                         self.queues.get(&task.task_queue).notify_waiters();
                     }
                 }
+                self.hand_over(&out).await;
                 for reply in replies {
                     match reply {
                         Reply::Start(tx, result) => {
@@ -747,6 +827,8 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(%error, steps = out.steps.len(), "batch commit failed; evicting its runs");
+                // Their pollers see the channel close and look in the store again.
+                self.handoffs.clear();
                 self.closed_in_batch.clear();
                 self.closed_records.clear();
                 if matches!(error, StoreError::NotOwner { .. }) {
@@ -780,6 +862,102 @@ impl State {
                         }
                         Reply::None => {}
                     }
+                }
+            }
+        }
+    }
+
+    /// Claims `task` for a poller of its queue that is waiting now, if there is one: the
+    /// claim is written with the task, and the task handed over when the batch commits.
+    fn match_task(&mut self, task: &NewTask, run_id: &str) -> Option<TaskClaim> {
+        let index = match self
+            .handoffs
+            .iter()
+            .position(|h| h.queue == task.task_queue && h.tasks.len() < h.poller.max)
+        {
+            Some(index) => index,
+            None => {
+                let poller = self.queues.take_poller(&task.task_queue)?;
+                self.handoffs.push(Handoff {
+                    poller,
+                    queue: task.task_queue.clone(),
+                    tasks: Vec::new(),
+                });
+                self.handoffs.len() - 1
+            }
+        };
+        let now = self.clock.now_ms();
+        let lease = attempt_lease_ms(&task.options)
+            .unwrap_or(crate::worker_service::DEFAULT_START_TO_CLOSE_MS);
+        let handoff = &mut self.handoffs[index];
+        let claim = TaskClaim {
+            secret: handoff.poller.secret.clone(),
+            claimed_at_ms: now,
+            lease_until_ms: now.saturating_add(lease),
+        };
+        handoff.tasks.push(TaskRecord {
+            task_id: format!("{run_id}/{}", task.handle),
+            run_id: run_id.to_owned(),
+            workflow_id: task.workflow_id.clone(),
+            handle: task.handle,
+            task_queue: task.task_queue.clone(),
+            activity_name: task.activity_name.clone(),
+            input: task.input.clone(),
+            options: task.options.clone(),
+            attempt: 1,
+            scheduled_at_ms: task.scheduled_at_ms,
+            lease_until_ms: Some(claim.lease_until_ms),
+            heartbeat_details: None,
+            claimed_at_ms: Some(now),
+            last_heartbeat_ms: None,
+            last_error: None,
+            trace_context: task.trace_context.clone(),
+            claim_secret: Some(claim.secret.clone()),
+        });
+        Some(claim)
+    }
+
+    /// Sends the committed batch's claimed tasks to their pollers. A task the same batch
+    /// finished (cancelled) is left out; one whose poller went away meanwhile is released
+    /// to the queue, attempt unchanged.
+    async fn hand_over(&mut self, out: &Batch) {
+        if self.handoffs.is_empty() {
+            return;
+        }
+        let done: std::collections::HashSet<&str> = out
+            .steps
+            .iter()
+            .flat_map(|s| s.done_tasks.iter().map(String::as_str))
+            .collect();
+        // Only what was written: a step dropped after its tasks were matched wrote none.
+        let written: std::collections::HashSet<String> = out
+            .steps
+            .iter()
+            .flat_map(|s| {
+                s.new_tasks
+                    .iter()
+                    .filter(|t| t.claim.is_some())
+                    .map(|t| format!("{}/{}", s.run_id, t.handle))
+            })
+            .collect();
+        for mut handoff in std::mem::take(&mut self.handoffs) {
+            handoff
+                .tasks
+                .retain(|t| written.contains(&t.task_id) && !done.contains(t.task_id.as_str()));
+            let secret = handoff.poller.secret.clone();
+            let n = handoff.tasks.len();
+            match handoff.poller.tx.send(handoff.tasks) {
+                Ok(()) => crate::telemetry::matched_in_memory(&handoff.queue, n),
+                Err(tasks) => {
+                    for task in tasks {
+                        tracing::debug!(task_id = %task.task_id, "poller gone; releasing its claim");
+                        if let Err(error) = self.store.release_task(&task.task_id, 1, &secret).await
+                        {
+                            tracing::warn!(task_id = %task.task_id, %error,
+                            "cannot release a claim; the task goes back when its lease runs out");
+                        }
+                    }
+                    self.queues.get(&handoff.queue).notify_waiters();
                 }
             }
         }
@@ -1082,19 +1260,24 @@ impl State {
                     name,
                     input,
                     options,
-                } => step.new_tasks.push(NewTask {
-                    handle: *handle,
-                    workflow_id: record.workflow_id.clone(),
-                    task_queue: options
-                        .task_queue
-                        .clone()
-                        .unwrap_or_else(|| record.task_queue.clone()),
-                    activity_name: name.clone(),
-                    input: input.clone(),
-                    options: options.clone(),
-                    scheduled_at_ms: event.timestamp_ms,
-                    trace_context: crate::telemetry::child_trace_context(&record),
-                }),
+                } => {
+                    let mut task = NewTask {
+                        handle: *handle,
+                        workflow_id: record.workflow_id.clone(),
+                        task_queue: options
+                            .task_queue
+                            .clone()
+                            .unwrap_or_else(|| record.task_queue.clone()),
+                        activity_name: name.clone(),
+                        input: input.clone(),
+                        options: options.clone(),
+                        scheduled_at_ms: event.timestamp_ms,
+                        trace_context: crate::telemetry::child_trace_context(&record),
+                        claim: None,
+                    };
+                    task.claim = self.match_task(&task, &record.run_id);
+                    step.new_tasks.push(task);
+                }
                 EventKind::TimerStarted {
                     handle,
                     duration_ms,

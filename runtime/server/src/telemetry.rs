@@ -35,6 +35,7 @@ const FAILURES: &str = "weft_activity_failures_total";
 const TIMEOUTS: &str = "weft_activity_timeouts_total";
 const ATTEMPT_SECONDS: &str = "weft_activity_attempt_duration_seconds";
 const SCHEDULE_TO_START: &str = "weft_activity_schedule_to_start_seconds";
+const MATCHED_IN_MEMORY: &str = "weft_activity_tasks_matched_in_memory_total";
 const GRPC_REQUESTS: &str = "weft_grpc_requests_total";
 const GRPC_SECONDS: &str = "weft_grpc_request_duration_seconds";
 
@@ -94,6 +95,11 @@ pub fn describe() {
     describe_histogram!(
         SCHEDULE_TO_START,
         "From an activity's scheduling to its first attempt's claim by a worker, by task_queue."
+    );
+    describe_counter!(
+        MATCHED_IN_MEMORY,
+        "Activity tasks handed straight to a waiting poller by the batch that created them \
+         (claimed in that batch, no claim transaction), by task_queue."
     );
     describe_counter!(
         GRPC_REQUESTS,
@@ -278,6 +284,11 @@ pub(crate) fn committed(steps: usize, elapsed: Duration) {
 
 fn attempt_span_id(task: &TaskRecord) -> traces::SpanId {
     traces::derived_span_id(&["attempt", &task.task_id, &task.attempt.to_string()])
+}
+
+/// `n` tasks of `queue` went straight to a waiting poller.
+pub(crate) fn matched_in_memory(queue: &str, n: usize) {
+    counter!(MATCHED_IN_MEMORY, "task_queue" => queue.to_owned()).increment(n as u64);
 }
 
 /// A worker claimed `task` at `now_ms`: counted, and the `traceparent` its worker's span is

@@ -15,7 +15,7 @@ use crate::queue_activity::Outcome;
 use crate::{ServerError, backoff_ms, check_payload, default_retry};
 
 /// An attempt's time limit when the activity sets no start-to-close timeout.
-const DEFAULT_START_TO_CLOSE_MS: u64 = 300_000;
+pub(crate) const DEFAULT_START_TO_CLOSE_MS: u64 = 300_000;
 const DEFAULT_POLL_MS: u64 = 30_000;
 const MAX_POLL_MS: u64 = 60_000;
 const MAX_TASKS_PER_POLL: u32 = 100;
@@ -93,6 +93,37 @@ pub(crate) async fn fail_attempt(
         executor.queues().get(&task.task_queue).notify_waiters();
         Ok(())
     }
+}
+
+/// The poll's answer: the claimed tasks, with tokens that carry the claim's secret.
+fn tasks_response(
+    claimed: Vec<TaskRecord>,
+    secret: &str,
+    now: u64,
+) -> proto::PollActivityTaskResponse {
+    let mut tasks = Vec::with_capacity(claimed.len());
+    for task in claimed {
+        let details = task.heartbeat_details.clone().unwrap_or_default();
+        let start_to_close = task
+            .options
+            .start_to_close_timeout_ms
+            .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
+        let traceparent = crate::telemetry::attempt_claimed(&task, now);
+        tasks.push(proto::ActivityTask {
+            task_token: format!("{}#{}#{secret}", task.task_id, task.attempt),
+            activity_name: task.activity_name.clone(),
+            input: task.input.0.clone(),
+            attempt: task.attempt,
+            workflow_id: task.workflow_id.clone(),
+            run_id: task.run_id.clone(),
+            idempotency_key: format!("{}/{}", task.workflow_id, task.task_id),
+            deadline_ms: now + start_to_close,
+            heartbeat_timeout_ms: task.options.heartbeat_timeout_ms.unwrap_or(0),
+            heartbeat_details: details,
+            traceparent,
+        });
+    }
+    proto::PollActivityTaskResponse { tasks }
 }
 
 /// `<task id>#<attempt>#<claim secret>`.
@@ -205,6 +236,7 @@ impl WorkerService for WorkerApi {
         self.executor
             .queue_activity()
             .polled(&req.task_queue, worker_id, self.clock.now_ms());
+        let queues = self.executor.queues().clone();
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -223,38 +255,38 @@ impl WorkerService for WorkerApi {
                 .await
                 .map_err(ServerError::from)?;
             if !claimed.is_empty() {
-                let mut tasks = Vec::with_capacity(claimed.len());
-                for task in claimed {
-                    let details = task.heartbeat_details.clone().unwrap_or_default();
-                    let start_to_close = task
-                        .options
-                        .start_to_close_timeout_ms
-                        .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
-                    let traceparent = crate::telemetry::attempt_claimed(&task, now);
-                    tasks.push(proto::ActivityTask {
-                        task_token: format!("{}#{}#{secret}", task.task_id, task.attempt),
-                        activity_name: task.activity_name.clone(),
-                        input: task.input.0.clone(),
-                        attempt: task.attempt,
-                        workflow_id: task.workflow_id.clone(),
-                        run_id: task.run_id.clone(),
-                        idempotency_key: format!("{}/{}", task.workflow_id, task.task_id),
-                        deadline_ms: now + start_to_close,
-                        heartbeat_timeout_ms: task.options.heartbeat_timeout_ms.unwrap_or(0),
-                        heartbeat_details: details,
-                        traceparent,
-                    });
-                }
-                return Ok(Response::new(proto::PollActivityTaskResponse { tasks }));
+                return Ok(Response::new(tasks_response(claimed, &secret, now)));
             }
-            // Wake on new tasks, and look again now and then for retries coming due.
+            // Nothing in the store: wait for the executor to hand over the next task created
+            // here, for a wake-up (tasks from elsewhere), or now and then for retries coming
+            // due.
+            let (id, mut handed) =
+                queues.wait_for_tasks(&req.task_queue, max as usize, secret.clone());
             let tick = tokio::time::sleep(Duration::from_millis(100));
-            tokio::select! {
-                _ = &mut notified => {}
-                _ = tick => {}
-                _ = tokio::time::sleep_until(deadline) => {
-                    return Ok(Response::new(proto::PollActivityTaskResponse { tasks: Vec::new() }));
+            let timed_out = tokio::select! {
+                tasks = &mut handed => match tasks {
+                    Ok(tasks) => {
+                        let now = self.clock.now_ms();
+                        return Ok(Response::new(tasks_response(tasks, &secret, now)));
+                    }
+                    // Their batch failed: look in the store again.
+                    Err(_) => continue,
+                },
+                _ = &mut notified => false,
+                _ = tick => false,
+                _ = tokio::time::sleep_until(deadline) => true,
+            };
+            if !queues.stop_waiting(&req.task_queue, id) {
+                // The executor took this poll already: its tasks come when their batch commits.
+                if let Ok(tasks) = handed.await {
+                    let now = self.clock.now_ms();
+                    return Ok(Response::new(tasks_response(tasks, &secret, now)));
                 }
+            }
+            if timed_out {
+                return Ok(Response::new(proto::PollActivityTaskResponse {
+                    tasks: Vec::new(),
+                }));
             }
         }
     }

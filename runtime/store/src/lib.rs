@@ -23,8 +23,8 @@ use weft_history::History;
 
 pub use model::{
     AttemptFailure, AttemptRecord, AuditRecord, Batch, InboxItem, ModuleRecord, NewTask,
-    QueueStats, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskRecord,
-    TimerRecord, TokenRecord, attempt_lease_ms,
+    QueueStats, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskClaim,
+    TaskRecord, TimerRecord, TokenRecord, attempt_lease_ms,
 };
 pub use sql::SqlStore;
 
@@ -110,6 +110,14 @@ pub trait Store: Send + Sync + 'static {
     /// Tasks no worker took within their schedule-to-start timeout, as of `now_ms`.
     async fn unstarted_tasks(&self, now_ms: u64, limit: u32)
     -> Result<Vec<TaskRecord>, StoreError>;
+    /// Gives up a claim that never reached its worker: the attempt goes back to the queue
+    /// as it was (same attempt number). False if that claim is no longer the task's.
+    async fn release_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        claim_secret: &str,
+    ) -> Result<bool, StoreError>;
     /// Puts a task back for its next attempt, visible from `visible_at_ms`, and records why
     /// `attempt` ended (an [`AttemptRecord`]) in the same transaction.
     async fn retry_task(

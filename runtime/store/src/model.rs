@@ -80,6 +80,17 @@ pub struct NewTask {
     pub scheduled_at_ms: u64,
     /// W3C `traceparent` of the run's span, which the task's attempts are children of.
     pub trace_context: Option<String>,
+    /// Set when a worker of this node was already waiting for it: the task is written claimed
+    /// (attempt 1 leased to that poller), and handed over once the batch commits.
+    pub claim: Option<TaskClaim>,
+}
+
+/// A claim made in memory, written with the task that it claims.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TaskClaim {
+    pub secret: String,
+    pub claimed_at_ms: u64,
+    pub lease_until_ms: u64,
 }
 
 /// How long one attempt of an activity may hold its task without a heartbeat or a result:

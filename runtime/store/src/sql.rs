@@ -343,7 +343,7 @@ impl SqlStore {
             let mut insert = Statement::new(
                 "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
                  activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context, \
-                 start_within_ms) VALUES ",
+                 start_within_ms, lease_until_ms, claimed_at_ms, claim_secret) VALUES ",
             );
             for (n, (run_id, task)) in chunk.iter().enumerate() {
                 let options =
@@ -377,6 +377,18 @@ impl SqlStore {
                     .sql(", ")
                     .param(Param::NullableInt(
                         task.options.schedule_to_start_timeout_ms.map(i),
+                    ))
+                    .sql(", ")
+                    .param(Param::NullableInt(
+                        task.claim.as_ref().map(|c| i(c.lease_until_ms)),
+                    ))
+                    .sql(", ")
+                    .param(Param::NullableInt(
+                        task.claim.as_ref().map(|c| i(c.claimed_at_ms)),
+                    ))
+                    .sql(", ")
+                    .param(Param::NullableText(
+                        task.claim.as_ref().map(|c| c.secret.clone()),
                     ))
                     .sql(")");
             }
@@ -736,6 +748,25 @@ impl Store for SqlStore {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(task_from_row).collect()
+    }
+
+    async fn release_task(
+        &self,
+        task_id: &str,
+        attempt: u32,
+        claim_secret: &str,
+    ) -> Result<bool, StoreError> {
+        let _gate = self.gate().await;
+        let done = sqlx::query(
+            "UPDATE activity_tasks SET lease_until_ms = NULL, claimed_at_ms = NULL, claim_secret = NULL \
+             WHERE task_id = $1 AND attempt = $2 AND claim_secret = $3",
+        )
+        .bind(task_id)
+        .bind(attempt as i32)
+        .bind(claim_secret)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn unstarted_tasks(

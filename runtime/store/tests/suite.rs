@@ -136,6 +136,7 @@ fn first_step(run_id: &str) -> StepWrite {
             },
             scheduled_at_ms: 1000,
             trace_context: Some(TRACE_CONTEXT.into()),
+            claim: None,
         }],
         new_timers: vec![TimerRecord {
             run_id: run_id.into(),
