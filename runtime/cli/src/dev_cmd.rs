@@ -79,22 +79,60 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
                 eprintln!("uploaded {package} as {workflow_type}");
             }
         }
-        let mut hello = Worker::connect(&url).await?;
-        hello.activity("compose_greeting", |_: ActivityContext, g: ComposeGreeting| async move {
-            Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
+        let workers = ExampleWorkers::connect(&url).await?;
+        let inference = workers.inference.is_some();
+        eprintln!(
+            "weft dev: server on {url} ({}), workers on `hello-activity-task-queue`, `default`, `cpu`{}.\n\
+             console: {url}/\n\
+             try: weft start --type GreetingWorkflow --id hello-1 --input '\"World\"' --wait",
+            args.database,
+            if inference { ", `inference`" } else { "" }
+        );
+        let (w, s) = tokio::join!(workers.run(), server);
+        w?;
+        s??;
+        Ok(0)
+    })
+}
+
+/// The examples' activity workers: `compose_greeting` on `hello-activity-task-queue`, `square`
+/// on `default`, the CPU activities on `cpu`, and the inference worker when the model is there.
+struct ExampleWorkers {
+    hello: Worker,
+    default: Worker,
+    cpu: Worker,
+    inference: Option<Worker>,
+}
+
+impl ExampleWorkers {
+    async fn connect(url: &str) -> anyhow::Result<Self> {
+        let mut hello = Worker::connect(url).await?;
+        hello.activity(
+            "compose_greeting",
+            |_: ActivityContext, g: ComposeGreeting| async move {
+                Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
+            },
+        );
+        let mut default = Worker::connect(url).await?;
+        default.activity("square", |_: ActivityContext, i: u64| async move {
+            Ok::<_, ActivityError>(i * i)
         });
-        let mut default = Worker::connect(&url).await?;
-        default.activity("square", |_: ActivityContext, i: u64| async move { Ok::<_, ActivityError>(i * i) });
-        let mut cpu = Worker::connect(&url).await?;
+        let mut cpu = Worker::connect(url).await?;
         weft_inference::register_cpu(&mut cpu);
         // The inference worker, when the model is there (runtime/inference/fetch-model.sh).
         let model_dir = weft_inference::default_model_dir();
         let inference = match weft_inference::Embedder::load(&model_dir) {
             Ok(model) => {
-                let batcher = weft_inference::Batcher::spawn(std::sync::Arc::new(model), weft_inference::BatchConfig::default());
-                let mut inference = Worker::connect(&url).await?;
+                let batcher = weft_inference::Batcher::spawn(
+                    std::sync::Arc::new(model),
+                    weft_inference::BatchConfig::default(),
+                );
+                let mut inference = Worker::connect(url).await?;
                 weft_inference::register(&mut inference, &batcher);
-                eprintln!("inference worker: all-MiniLM-L6-v2 from {} on `inference`", model_dir.display());
+                eprintln!(
+                    "inference worker: all-MiniLM-L6-v2 from {} on `inference`",
+                    model_dir.display()
+                );
                 Some(inference)
             }
             Err(e) => {
@@ -102,34 +140,54 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
                 None
             }
         };
-        eprintln!(
-            "weft dev: server on {url} ({}), workers on `hello-activity-task-queue`, `default`, `cpu`{}.\n\
-             console: {url}/\n\
-             try: weft start --type GreetingWorkflow --id hello-1 --input '\"World\"' --wait",
-            args.database,
-            if inference.is_some() { ", `inference`" } else { "" }
-        );
+        Ok(ExampleWorkers {
+            hello,
+            default,
+            cpu,
+            inference,
+        })
+    }
+
+    /// Serves until Ctrl-C (SIGINT), then drains.
+    async fn run(self) -> anyhow::Result<()> {
         let stop = || async {
             let _ = tokio::signal::ctrl_c().await;
         };
         let inference = async {
-            match &inference {
+            match &self.inference {
                 Some(w) => w.run("inference", 64, stop()).await,
                 None => Ok(()),
             }
         };
-        let (a, b, c, d, s) = tokio::join!(
-            hello.run("hello-activity-task-queue", 16, stop()),
-            default.run("default", 16, stop()),
-            cpu.run("cpu", 16, stop()),
+        let (a, b, c, d) = tokio::join!(
+            self.hello.run("hello-activity-task-queue", 16, stop()),
+            self.default.run("default", 16, stop()),
+            self.cpu.run("cpu", 16, stop()),
             inference,
-            server
         );
         a?;
         b?;
         c?;
         d?;
-        s??;
+        Ok(())
+    }
+}
+
+/// `weft workers`: the examples' activity workers against a running server.
+pub fn workers(server: &crate::client_cmd::Server) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let url = server.url();
+        let workers = ExampleWorkers::connect(&url).await?;
+        eprintln!(
+            "weft workers: on {url}, `hello-activity-task-queue`, `default`, `cpu`{}",
+            if workers.inference.is_some() {
+                ", `inference`"
+            } else {
+                ""
+            }
+        );
+        workers.run().await?;
         Ok(0)
     })
 }
