@@ -88,7 +88,7 @@ enum Expect {
 
 fn workload(kind: u64, i: u64) -> (&'static str, String, Expect) {
     match kind {
-        0 | 1 | 2 => (
+        0..=2 => (
             "GreetingWorkflow",
             format!("\"c{i}\""),
             Expect::Output(serde_json::json!(format!("Hello, c{i}!"))),
@@ -173,7 +173,7 @@ async fn a_soak_under_random_kills_loses_nothing() {
         args: ["--server", url, "workers"].map(String::from).to_vec(),
         child: None,
     };
-    let mut procs = vec![
+    let mut procs = [
         server("node-a", &urls[0]),
         server("node-b", &urls[1]),
         worker("worker-1", &urls[0]),
