@@ -193,3 +193,30 @@ def test_vetting_a_new_version_before_it_goes_live(server: Server) -> None:
         await client.upload_module("GreetingWorkflow", component("hello-activity-v3"), vet_recent=3)
 
     asyncio.run(main())
+
+
+def test_migrating_waiting_runs_to_a_version_that_adds_a_step(server: Server) -> None:
+    async def main() -> None:
+        client = await Client.connect(server.url)
+        await client.upload_module("GreetingWorkflow", component("hello-activity"))
+        # No worker yet: both runs wait on their first activity.
+        handles = [
+            await client.start_workflow("GreetingWorkflow", f"m{i}", id=f"move-{i}")
+            for i in range(2)
+        ]
+        v4 = await client.upload_module("GreetingWorkflow", component("hello-activity-v4"))
+        planned = await client.migrate_runs("GreetingWorkflow", v4, dry_run=True)
+        assert [(m.workflow_id, m.outcome) for m in planned] == [
+            ("move-0", "would_migrate"),
+            ("move-1", "would_migrate"),
+        ]
+        done = await client.migrate_runs("GreetingWorkflow", v4, workflow_ids=["move-1"])
+        assert [(m.workflow_id, m.outcome, m.events) for m in done] == [("move-1", "migrated", 2)]
+        async with running_worker(client, "hello-activity-task-queue", [acts.compose_greeting]):
+            # Moved: the new step runs. Not moved: version 1 to the end.
+            assert await handles[1].result(timeout=30) == "Hello, m1! Welcome back, m1!"
+            assert await handles[0].result(timeout=30) == "Hello, m0!"
+        with pytest.raises(weft.NotFound):
+            await client.migrate_runs("GreetingWorkflow", "00" * 32)
+
+    asyncio.run(main())

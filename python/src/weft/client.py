@@ -9,7 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 import grpc
 
@@ -134,6 +134,32 @@ class VetReport:
     divergences: list[Divergence]
 
 
+@dataclasses.dataclass(frozen=True)
+class RunMigration:
+    """What :meth:`Client.migrate_runs` did with one running run. ``outcome`` is one of
+    ``migrated``, ``would_migrate`` (dry run), ``diverged`` (``seq``, ``recorded``, ``new``
+    say where), ``already_on_module`` or ``skipped`` (``message`` says why)."""
+
+    workflow_id: str
+    run_id: str
+    from_module_id: str
+    outcome: str
+    events: int
+    seq: int
+    recorded: str
+    new: str
+    message: str
+
+
+_MIGRATION_OUTCOMES = {
+    pb.MIGRATION_OUTCOME_MIGRATED: "migrated",
+    pb.MIGRATION_OUTCOME_WOULD_MIGRATE: "would_migrate",
+    pb.MIGRATION_OUTCOME_DIVERGED: "diverged",
+    pb.MIGRATION_OUTCOME_ALREADY_ON_MODULE: "already_on_module",
+    pb.MIGRATION_OUTCOME_SKIPPED: "skipped",
+}
+
+
 def _component(component: bytes | str | Path) -> bytes:
     return component if isinstance(component, bytes) else Path(component).read_bytes()
 
@@ -242,6 +268,41 @@ class Client:
                 for d in r.divergences
             ],
         )
+
+    async def migrate_runs(
+        self,
+        workflow_type: str,
+        to_module_id: str,
+        *,
+        workflow_ids: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> list[RunMigration]:
+        """Moves the running runs of ``workflow_type`` (or only those of ``workflow_ids``) to
+        the uploaded module ``to_module_id``, each only if its history replays clean on it
+        (``weft migrate``); with ``dry_run``, only says which would move."""
+        r = await self._conn.call(
+            self._conn.workflows.MigrateRuns,
+            pb.MigrateRunsRequest(
+                workflow_type=workflow_type,
+                to_module_id=to_module_id,
+                workflow_ids=list(workflow_ids),
+                dry_run=dry_run,
+            ),
+        )
+        return [
+            RunMigration(
+                m.workflow_id,
+                m.run_id,
+                m.from_module_id,
+                _MIGRATION_OUTCOMES.get(m.outcome, "unknown"),
+                m.events,
+                m.seq,
+                m.recorded,
+                m.new,
+                m.message,
+            )
+            for m in r.runs
+        ]
 
     async def start_workflow(
         self,

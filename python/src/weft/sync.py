@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from pathlib import Path
-from typing import Any, Coroutine, Iterator, TypeVar
+from typing import Any, Coroutine, Iterator, Sequence, TypeVar
 
 from weft import client as aio
 from weft._rpc import TLSConfig
@@ -82,6 +82,20 @@ class Client:
         return self._loop.run(
             self._inner.vet_module(
                 workflow_type, component, limit=limit, running_only=running_only
+            )
+        )
+
+    def migrate_runs(
+        self,
+        workflow_type: str,
+        to_module_id: str,
+        *,
+        workflow_ids: Sequence[str] = (),
+        dry_run: bool = False,
+    ) -> list[aio.RunMigration]:
+        return self._loop.run(
+            self._inner.migrate_runs(
+                workflow_type, to_module_id, workflow_ids=workflow_ids, dry_run=dry_run
             )
         )
 
