@@ -1,5 +1,7 @@
 //! Starts N `square` activities at once (N up to 1,000) and sums their results.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 use weft_sdk::{Ctx, WorkflowError, WorkflowResult};
 
@@ -27,7 +29,12 @@ fn fan_out(ctx: &Ctx, input: Input) -> WorkflowResult<Output> {
         ));
     }
     let pending = (0..input.n)
-        .map(|i| ctx.activity::<_, u64>("square", &i).start())
+        .map(|i| {
+            ctx.activity::<_, u64>("square", &i)
+                // A worker that dies holding some of them: those are retried after 10 s.
+                .start_to_close(Duration::from_secs(10))
+                .start()
+        })
         .collect();
     let mut sum = 0;
     for result in ctx.join_all(pending) {

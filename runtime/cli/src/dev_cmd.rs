@@ -104,17 +104,44 @@ struct ExampleWorkers {
     inference: Option<Worker>,
 }
 
+/// Where `weft workers` notes each attempt it runs (one `<idempotency key> <attempt>` line,
+/// written before the activity runs), so that a soak can check no attempt ran twice.
+const AUDIT_LOG_ENV: &str = "WEFT_WORKERS_AUDIT_LOG";
+
+/// Appends one attempt to the audit log named by [`AUDIT_LOG_ENV`], if any; one write per
+/// line, so the lines of several processes do not interleave.
+fn audit(ctx: &ActivityContext) {
+    use std::io::Write;
+    let Some(path) = std::env::var_os(AUDIT_LOG_ENV) else {
+        return;
+    };
+    let line = format!("{} {}\n", ctx.idempotency_key, ctx.attempt);
+    let written = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .and_then(|mut f| f.write_all(line.as_bytes()));
+    if let Err(e) = written {
+        eprintln!(
+            "cannot append to {AUDIT_LOG_ENV} {}: {e}",
+            path.to_string_lossy()
+        );
+    }
+}
+
 impl ExampleWorkers {
     async fn connect(url: &str) -> anyhow::Result<Self> {
         let mut hello = Worker::connect(url).await?;
         hello.activity(
             "compose_greeting",
-            |_: ActivityContext, g: ComposeGreeting| async move {
+            |ctx: ActivityContext, g: ComposeGreeting| async move {
+                audit(&ctx);
                 Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
             },
         );
         let mut default = Worker::connect(url).await?;
-        default.activity("square", |_: ActivityContext, i: u64| async move {
+        default.activity("square", |ctx: ActivityContext, i: u64| async move {
+            audit(&ctx);
             Ok::<_, ActivityError>(i * i)
         });
         let mut cpu = Worker::connect(url).await?;

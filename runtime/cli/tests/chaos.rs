@@ -3,7 +3,8 @@
 //! child workflows, continue-as-new, a workflow that fails on purpose) while a seeded schedule
 //! SIGKILLs a random server or worker every few seconds and restarts it. Afterwards every run
 //! must have ended as its workflow says, every history must be numbered without gaps or
-//! duplicates, hold each activity's result at most once, and replay clean on its module.
+//! duplicates, hold each activity's result at most once, and replay clean on its module; and
+//! no attempt of an activity may have run twice (the workers note each attempt they run).
 //!
 //! `cargo test` runs a short soak (`WEFT_CHAOS_SECONDS`, default 20). The long one:
 //! `WEFT_CHAOS_SECONDS=1800 cargo test --release -p weft --test chaos -- --nocapture`;
@@ -40,6 +41,8 @@ impl Rng {
 struct Proc {
     name: &'static str,
     args: Vec<String>,
+    /// For workers: the file they note each attempt they run in.
+    audit: Option<std::path::PathBuf>,
     child: Option<Child>,
 }
 
@@ -48,6 +51,7 @@ impl Proc {
         let child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(&self.args)
             .env("WEFT_LOG", "error")
+            .envs(self.audit.as_ref().map(|p| ("WEFT_WORKERS_AUDIT_LOG", p)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -166,11 +170,14 @@ async fn a_soak_under_random_kills_loses_nothing() {
         ]
         .map(String::from)
         .to_vec(),
+        audit: None,
         child: None,
     };
+    let audit = tempfile::NamedTempFile::new().unwrap();
     let worker = |name: &'static str, url: &str| Proc {
         name,
         args: ["--server", url, "workers"].map(String::from).to_vec(),
+        audit: Some(audit.path().to_owned()),
         child: None,
     };
     let mut procs = [
@@ -365,9 +372,30 @@ async fn a_soak_under_random_kills_loses_nothing() {
         );
     }
     assert!(!started.is_empty());
+    // No attempt ran twice: each (activity, attempt) pair is noted once at most. A line cut
+    // short by a SIGKILL is not a whole note and is skipped.
+    let notes = std::fs::read_to_string(audit.path()).unwrap();
+    let mut runs: BTreeMap<&str, u32> = BTreeMap::new();
+    for line in notes.lines().filter(|l| l.split(' ').count() == 2) {
+        *runs.entry(line).or_default() += 1;
+    }
+    let twice: Vec<_> = runs.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "attempts that ran more than once: {twice:?}"
+    );
+    assert!(
+        runs.len() > started.len(),
+        "the workers noted {} attempts for {} runs: {:?}",
+        runs.len(),
+        started.len(),
+        notes.lines().take(3).collect::<Vec<_>>()
+    );
     eprintln!(
         "chaos soak: seed {seed}, {seconds} s: {} runs ended as their workflows say, {events} \
-         events replayed clean, kills {kills:?}, nothing lost",
-        started.len()
+         events replayed clean, {} activity attempts each run once, kills {kills:?}, nothing \
+         lost",
+        started.len(),
+        runs.len()
     );
 }
