@@ -88,7 +88,13 @@ pub(crate) async fn fail_attempt(
             at_ms: now_ms,
         };
         store
-            .retry_task(&task.task_id, task.attempt, now_ms + backoff, &ended)
+            .retry_task(
+                &task.task_id,
+                task.attempt,
+                task.claim_secret.as_deref(),
+                now_ms + backoff,
+                &ended,
+            )
             .await?;
         executor.queues().get(&task.task_queue).notify_waiters();
         Ok(())
@@ -340,7 +346,13 @@ impl WorkerService for WorkerApi {
                 at_ms: now_ms,
             };
             self.store
-                .retry_task(&task.task_id, task.attempt, now_ms, &ended)
+                .retry_task(
+                    &task.task_id,
+                    task.attempt,
+                    task.claim_secret.as_deref(),
+                    now_ms,
+                    &ended,
+                )
                 .await
                 .map_err(ServerError::from)?;
             self.executor

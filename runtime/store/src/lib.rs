@@ -119,11 +119,14 @@ pub trait Store: Send + Sync + 'static {
         claim_secret: &str,
     ) -> Result<bool, StoreError>;
     /// Puts a task back for its next attempt, visible from `visible_at_ms`, and records why
-    /// `attempt` ended (an [`AttemptRecord`]) in the same transaction.
+    /// `attempt` ended (an [`AttemptRecord`]) in the same transaction. Only if the task is
+    /// still at `attempt` with the claim the caller saw (`claim_secret`, `None` when it saw no
+    /// claim): false otherwise, and nothing changes.
     async fn retry_task(
         &self,
         task_id: &str,
         attempt: u32,
+        claim_secret: Option<&str>,
         visible_at_ms: u64,
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError>;

@@ -790,20 +790,23 @@ impl Store for SqlStore {
         &self,
         task_id: &str,
         attempt: u32,
+        claim_secret: Option<&str>,
         visible_at_ms: u64,
         failure: &AttemptFailure,
     ) -> Result<bool, StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
+        // The attempt as the caller saw it: a claim made since (a new secret) wins.
         let done = sqlx::query(
             "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3, \
              last_error_kind = $4, last_error_message = $5 \
-             WHERE task_id = $1 AND attempt = $2",
+             WHERE task_id = $1 AND attempt = $2 AND claim_secret IS NOT DISTINCT FROM $6",
         )
         .bind(task_id)
         .bind(attempt as i32)
         .bind(i(visible_at_ms))
         .bind(&failure.kind)
         .bind(&failure.message)
+        .bind(claim_secret)
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() != 1 {

@@ -378,9 +378,17 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
             message: "heartbeat timeout".into(),
             at_ms: 3001,
         };
-        assert!(store.retry_task("r1/0", 1, 4000, &timed_out).await.unwrap());
         assert!(
-            !store.retry_task("r1/0", 1, 4000, &timed_out).await.unwrap(),
+            store
+                .retry_task("r1/0", 1, Some("secret"), 4000, &timed_out)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .retry_task("r1/0", 1, Some("secret"), 4000, &timed_out)
+                .await
+                .unwrap(),
             "retried once only"
         );
         let attempts = store.run_attempts("r1").await.unwrap();
@@ -768,16 +776,35 @@ async fn a_task_no_worker_took_in_time_is_found_until_one_takes_it() {
             message: "nobody".into(),
             at_ms: 1201,
         };
-        assert!(store.retry_task("r1/0", 1, 1300, &failure).await.unwrap());
+        assert!(
+            store
+                .retry_task("r1/0", 1, None, 1300, &failure)
+                .await
+                .unwrap()
+        );
         assert!(store.unstarted_tasks(1500, 10).await.unwrap().is_empty());
         assert_eq!(store.unstarted_tasks(1501, 10).await.unwrap().len(), 1);
-        // Taken by a worker: no longer a schedule-to-start matter.
+        // Taken by a worker: no longer a schedule-to-start matter, and a sweep that saw it
+        // unclaimed a moment before cannot fail the attempt the worker now holds.
+        let seen = store.unstarted_tasks(1501, 10).await.unwrap().remove(0);
         let claimed = store
             .claim_tasks("q", 5, 1400, 2000, "secret")
             .await
             .unwrap();
         assert_eq!(claimed.len(), 1);
         assert!(store.unstarted_tasks(9999, 10).await.unwrap().is_empty());
+        let stale = store
+            .retry_task(
+                "r1/0",
+                seen.attempt,
+                seen.claim_secret.as_deref(),
+                1600,
+                &failure,
+            )
+            .await
+            .unwrap();
+        assert!(!stale, "the sweep's view was stale");
+        assert_eq!(store.task("r1/0").await.unwrap().unwrap().attempt, 2);
     })
     .await;
 }
