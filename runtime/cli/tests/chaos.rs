@@ -273,9 +273,12 @@ async fn a_soak_under_random_kills_loses_nothing() {
         let module = engine.load(&std::fs::read(path).unwrap()).unwrap();
         modules.insert(module.sha256().to_owned(), module);
     }
-    let settle = Instant::now() + Duration::from_secs(180);
+    // A run that has not ended 180 s after the one before it is stuck.
+    let mut settle = Instant::now() + Duration::from_secs(180);
     let mut events = 0usize;
+    let mut clients = [None, None];
     for (n, (id, (workflow_type, expect))) in started.iter().enumerate() {
+        let k = n % 2;
         let result = loop {
             for p in procs.iter_mut() {
                 p.keep_up();
@@ -284,7 +287,10 @@ async fn a_soak_under_random_kills_loses_nothing() {
                 Instant::now() < settle,
                 "{id} ({workflow_type}) did not end"
             );
-            let Some(mut c) = connect(&urls[n % 2]).await else {
+            if clients[k].is_none() {
+                clients[k] = connect(&urls[k]).await;
+            }
+            let Some(c) = clients[k].as_mut() else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
@@ -298,9 +304,14 @@ async fn a_soak_under_random_kills_loses_nothing() {
                 .await;
             match got {
                 Ok(r) if r.get_ref().status != RunStatus::Running as i32 => break r.into_inner(),
-                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+                Ok(_) => {}
+                Err(_) => {
+                    clients[k] = None;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
             }
         };
+        settle = Instant::now() + Duration::from_secs(180);
         match expect {
             Expect::Output(want) => {
                 assert_eq!(
@@ -322,19 +333,26 @@ async fn a_soak_under_random_kills_loses_nothing() {
         }
         // Its history: numbered 1..n (checked on load), one result per activity, clean replay.
         let h: History = loop {
-            let Some(mut c) = connect(&urls[n % 2]).await else {
+            assert!(Instant::now() < settle, "{id}: no history");
+            if clients[k].is_none() {
+                clients[k] = connect(&urls[k]).await;
+            }
+            let Some(c) = clients[k].as_mut() else {
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 continue;
             };
-            if let Ok(r) = c
+            match c
                 .get_history(proto::GetHistoryRequest {
                     workflow_id: id.clone(),
                     ..Default::default()
                 })
                 .await
             {
-                break History::from_json(r.into_inner().history_json.as_bytes())
-                    .unwrap_or_else(|e| panic!("{id}: history rejected: {e}"));
+                Ok(r) => {
+                    break History::from_json(r.into_inner().history_json.as_bytes())
+                        .unwrap_or_else(|e| panic!("{id}: history rejected: {e}"));
+                }
+                Err(_) => clients[k] = None,
             }
         };
         let mut scheduled = HashSet::new();

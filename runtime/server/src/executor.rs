@@ -827,8 +827,22 @@ impl State {
             }
             Err(error) => {
                 tracing::error!(%error, steps = out.steps.len(), "batch commit failed; evicting its runs");
-                // Their pollers see the channel close and look in the store again.
-                self.handoffs.clear();
+                // Their pollers see the channel close and look in the store again. A commit
+                // that failed in its reply may still have written the claimed tasks: release
+                // those claims (a no-op where nothing was written) so that they do not wait
+                // out their leases.
+                for handoff in std::mem::take(&mut self.handoffs) {
+                    for task in &handoff.tasks {
+                        let released = self
+                            .store
+                            .release_task(&task.task_id, 1, &handoff.poller.secret)
+                            .await;
+                        if let Err(error) = released {
+                            tracing::warn!(task_id = %task.task_id, %error,
+                                "cannot release a claim; the task goes back when its lease runs out");
+                        }
+                    }
+                }
                 self.closed_in_batch.clear();
                 self.closed_records.clear();
                 if matches!(error, StoreError::NotOwner { .. }) {

@@ -356,22 +356,57 @@ impl WorkflowApi {
         Ok(runs)
     }
 
-    /// Waits for a migration routed to another node to show in the store.
-    async fn routed_migration_done(&self, run_id: &str, to: &str) -> Result<bool, Status> {
+    /// Waits, up to [`ROUTED_MIGRATION_WAIT`] in all, for the migrations routed to other nodes
+    /// (`rows[i]`, run on `owner`) to show in the store: each becomes MIGRATED, or SKIPPED
+    /// saying its owner did not re-pin it in time.
+    async fn await_routed(
+        &self,
+        to: &str,
+        routed: Vec<(proto::RunMigration, String)>,
+    ) -> Result<Vec<proto::RunMigration>, Status> {
         let deadline = tokio::time::Instant::now() + ROUTED_MIGRATION_WAIT;
-        loop {
-            let run = self.store.run(run_id).await.map_err(ServerError::from)?;
-            match run {
-                Some(run) if run.module_id == to => return Ok(true),
-                Some(run) if run.status != RunStatus::Running => return Ok(false),
-                None => return Ok(false),
-                Some(_) => {}
+        let mut waiting = routed;
+        let mut done = Vec::with_capacity(waiting.len());
+        while !waiting.is_empty() {
+            let mut still = Vec::new();
+            for (mut row, owner) in waiting {
+                let run = self
+                    .store
+                    .run(&row.run_id)
+                    .await
+                    .map_err(ServerError::from)?;
+                match run {
+                    Some(run) if run.module_id == to => {
+                        row.outcome = proto::MigrationOutcome::Migrated as i32;
+                        done.push(row);
+                    }
+                    Some(run) if run.status == RunStatus::Running => still.push((row, owner)),
+                    _ => {
+                        row.outcome = proto::MigrationOutcome::Skipped as i32;
+                        row.message = "it closed while it was moved".into();
+                        done.push(row);
+                    }
+                }
+            }
+            waiting = still;
+            if waiting.is_empty() {
+                break;
             }
             if tokio::time::Instant::now() >= deadline {
-                return Ok(false);
+                for (mut row, owner) in waiting.drain(..) {
+                    row.outcome = proto::MigrationOutcome::Skipped as i32;
+                    row.message = format!(
+                        "its owner, node `{owner}`, did not re-pin it within {} s (its history \
+                         may have grown meanwhile); run the migration again",
+                        ROUTED_MIGRATION_WAIT.as_secs()
+                    );
+                    done.push(row);
+                }
+                break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        Ok(done)
     }
 
     async fn replay_logs(&self, history: &History) -> Result<Vec<proto::LogLine>, String> {
@@ -742,6 +777,8 @@ impl WorkflowService for WorkflowApi {
                 to_vet.push(run);
             }
         }
+        // Runs another node owns: moved there, confirmed from the store at the end.
+        let mut routed = Vec::new();
         for round in 1..=MIGRATE_ROUNDS {
             if to_vet.is_empty() {
                 break;
@@ -794,19 +831,8 @@ impl WorkflowService for WorkflowApi {
                 {
                     Ok(Migration::Migrated { .. }) => row.outcome = Outcome::Migrated as i32,
                     Ok(Migration::Routed { owner }) => {
-                        if self.routed_migration_done(&run.run_id, to).await? {
-                            row.outcome = Outcome::Migrated as i32;
-                        } else {
-                            skipped(
-                                &mut row,
-                                format!(
-                                    "its owner, node `{owner}`, did not re-pin it within {} s \
-                                     (it closed, or its history grew meanwhile); run the \
-                                     migration again",
-                                    ROUTED_MIGRATION_WAIT.as_secs()
-                                ),
-                            );
-                        }
+                        routed.push((row, owner));
+                        continue;
                     }
                     Ok(Migration::HistoryGrew { events: now }) if round < MIGRATE_ROUNDS => {
                         tracing::debug!(run_id = %run.run_id, vetted = events, now,
@@ -836,6 +862,7 @@ impl WorkflowService for WorkflowApi {
                 rows.push(row);
             }
         }
+        rows.extend(self.await_routed(to, routed).await?);
         rows.sort_by(|a, b| a.workflow_id.cmp(&b.workflow_id));
         let count = |o: Outcome| rows.iter().filter(|r| r.outcome == o as i32).count() as u32;
         let response = proto::MigrateRunsResponse {
