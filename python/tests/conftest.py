@@ -9,6 +9,7 @@ looks for `target/debug/weft` and `guest-examples/target/components/` (made by
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import socket
@@ -45,10 +46,21 @@ def component(name: str) -> Path:
     return path
 
 
+_PORTS = itertools.count((os.getpid() * 37) % 12_000)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port below the kernel's ephemeral range (32768-60999 on Linux) that this process has
+    not handed out: no client socket can take it before the server binds it."""
+    for n in _PORTS:
+        port = 20_000 + n % 12_000
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port left below the ephemeral range")
 
 
 class Server:

@@ -114,12 +114,23 @@ pub const PYTHON_SETUP: &str = "python3 -m venv python/.venv && \
     python/.venv/bin/pip install -e './python[test,ml]' (.ci/run does this; WEFT_PYTHON names \
     another interpreter)";
 
+/// A port for a server to listen on: one no other call in this process returned, below the
+/// kernel's ephemeral range (32768-60999 on Linux), so that no client socket of any test can
+/// take it as its local port between this call and the server's bind.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    const LOW: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    // Test binaries run one after another; spread them anyway, by process id.
+    let start = std::process::id().wrapping_mul(37) % SPAN;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(n < SPAN, "no free port left below the ephemeral range");
+        let port = (LOW + (start + n) % SPAN) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Runs SQL on the local PostgreSQL's `postgres` database through psql.
