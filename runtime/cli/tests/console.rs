@@ -407,24 +407,38 @@ async fn the_json_api_mirrors_grpc_on_postgres() {
 async fn the_console_moves_to_its_own_listener_with_http() {
     let dir = tempfile::tempdir().unwrap();
     let database = format!("sqlite:{}", dir.path().join("weft.db").display());
-    let http_port = free_port();
-    let server = ServerProcess::start_with(
-        &database,
-        free_port(),
-        &["--http", &format!("127.0.0.1:{http_port}")],
-    )
-    .await;
-    let console = format!("http://127.0.0.1:{http_port}");
-    // The gRPC port answers first; the console's comes up as the server finishes starting.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+    // Two ports: another process (the browser test's Chrome) may take one of them before the
+    // server binds it; then the server exits, and it is started again on two others.
+    let (server, http_port) = 'started: {
+        for _ in 0..5 {
+            let http_port = free_port();
+            let Some(mut server) = ServerProcess::try_start_with_env(
+                &database,
+                free_port(),
+                &["--http", &format!("127.0.0.1:{http_port}")],
+                &[],
+            )
             .await
-            .is_ok()
-        {
-            break;
+            else {
+                continue;
+            };
+            // The gRPC port answers first; the console's comes up as the server finishes.
+            for _ in 0..100 {
+                if tokio::net::TcpStream::connect(("127.0.0.1", http_port))
+                    .await
+                    .is_ok()
+                {
+                    break 'started (server, http_port);
+                }
+                if server.exited() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        panic!("the server with --http did not come up in 5 tries");
+    };
+    let console = format!("http://127.0.0.1:{http_port}");
     let (status, page) = http("GET", &format!("{console}/"), None).await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&page).contains("<title>weft console</title>"));
@@ -480,10 +494,13 @@ async fn browser() -> Option<(Driver, Client)> {
         url: format!("http://127.0.0.1:{port}"),
     };
     let mut caps = serde_json::Map::new();
+    // Chrome's DevTools port from the tests' own ports: left to chromedriver, it is a random
+    // one, which may be the port a server of another test is about to bind.
+    let devtools = format!("--remote-debugging-port={}", free_port());
     caps.insert(
         "goog:chromeOptions".into(),
         json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu",
-                        "--disable-dev-shm-usage", "--window-size=1400,1000"]}),
+                        "--disable-dev-shm-usage", "--window-size=1400,1000", devtools]}),
     );
     for _ in 0..100 {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();

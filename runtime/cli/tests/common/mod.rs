@@ -36,6 +36,20 @@ impl ServerProcess {
         flags: &[&str],
         env: &[(&str, &str)],
     ) -> Self {
+        let url = format!("http://127.0.0.1:{port}");
+        Self::try_start_with_env(database, port, flags, env)
+            .await
+            .unwrap_or_else(|| panic!("weft server did not come up on {url}"))
+    }
+
+    /// [`start_with_env`](Self::start_with_env), or `None` if the server exits or does not
+    /// answer within 10 s (a port taken meanwhile, say).
+    pub async fn try_start_with_env(
+        database: &str,
+        port: u16,
+        flags: &[&str],
+        env: &[(&str, &str)],
+    ) -> Option<Self> {
         let child = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args([
                 "server",
@@ -51,7 +65,7 @@ impl ServerProcess {
             .spawn()
             .expect("weft server starts");
         // Dropping the process on a failed start kills and reaps it.
-        let server = ServerProcess {
+        let mut server = ServerProcess {
             child,
             url: format!("http://127.0.0.1:{port}"),
         };
@@ -60,11 +74,19 @@ impl ServerProcess {
                 .await
                 .is_ok()
             {
-                return server;
+                return Some(server);
+            }
+            if server.exited() {
+                return None;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("weft server did not come up on {}", server.url);
+        None
+    }
+
+    /// True once the process has ended.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
     pub fn kill(mut self) {
