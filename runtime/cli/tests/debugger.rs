@@ -3,25 +3,9 @@
 //! `weft replay --until` / `--break-on` stops, and in a guest panic's message.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 mod common;
 use common::*;
-
-fn weft(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs")
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")

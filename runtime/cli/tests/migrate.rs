@@ -2,27 +2,10 @@
 //! it; a moved run goes on with the new code (after a server crash too), on SQLite and across
 //! two nodes on PostgreSQL (the owner does it).
 
-use std::process::Command;
-
 use weft_proto::{self as proto, RunStatus};
 
 mod common;
 use common::*;
-
-fn weft(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs")
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// `weft migrate --json` against `url`: the exit code and the report.
 fn migrate(url: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value) {

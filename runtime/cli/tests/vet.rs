@@ -1,25 +1,8 @@
 //! `weft vet`: many histories, from a folder or from a server's stored runs, replayed on a new
 //! module; exit 0 when all are clean, 3 when any diverges, 1 on bad input.
 
-use std::process::Command;
-
 mod common;
 use common::*;
-
-fn weft(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_weft"))
-        .args(args)
-        .output()
-        .expect("weft runs")
-}
-
-fn text(o: &std::process::Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn vet_replays_a_types_stored_runs_and_names_the_diverging_event() {

@@ -14,6 +14,24 @@ use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_proto::{self as proto};
 use weft_worker::{ActivityContext, ActivityError, Worker};
 
+/// Runs the `weft` binary with `args` to the end (a local `weft` of a test binary, with another
+/// answer, shadows this one).
+pub fn weft(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(args)
+        .output()
+        .expect("weft runs")
+}
+
+/// What a `weft` command printed, stdout then stderr.
+pub fn text(o: &std::process::Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
 pub struct ServerProcess {
     pub child: Child,
     pub url: String,
