@@ -832,16 +832,9 @@ impl State {
                 // those claims (a no-op where nothing was written) so that they do not wait
                 // out their leases.
                 for handoff in std::mem::take(&mut self.handoffs) {
-                    for task in &handoff.tasks {
-                        let released = self
-                            .store
-                            .release_task(&task.task_id, 1, &handoff.poller.secret)
-                            .await;
-                        if let Err(error) = released {
-                            tracing::warn!(task_id = %task.task_id, %error,
-                                "cannot release a claim; the task goes back when its lease runs out");
-                        }
-                    }
+                    let store = self.store.clone();
+                    Self::release_claims(store.as_ref(), &handoff.tasks, &handoff.poller.secret)
+                        .await;
                 }
                 self.closed_in_batch.clear();
                 self.closed_records.clear();
@@ -931,6 +924,17 @@ impl State {
         Some(claim)
     }
 
+    /// Gives back in-memory claims (attempt 1, `secret`) that no worker will see; where the
+    /// row was never written this changes nothing.
+    async fn release_claims(store: &dyn Store, tasks: &[TaskRecord], secret: &str) {
+        for task in tasks {
+            if let Err(error) = store.release_task(&task.task_id, 1, secret).await {
+                tracing::warn!(task_id = %task.task_id, %error,
+                    "cannot release a claim; the task goes back when its lease runs out");
+            }
+        }
+    }
+
     /// Sends the committed batch's claimed tasks to their pollers. A task the same batch
     /// finished (cancelled) is left out; one whose poller went away meanwhile is released
     /// to the queue, attempt unchanged.
@@ -963,14 +967,9 @@ impl State {
             match handoff.poller.tx.send(handoff.tasks) {
                 Ok(()) => crate::telemetry::matched_in_memory(&handoff.queue, n),
                 Err(tasks) => {
-                    for task in tasks {
-                        tracing::debug!(task_id = %task.task_id, "poller gone; releasing its claim");
-                        if let Err(error) = self.store.release_task(&task.task_id, 1, &secret).await
-                        {
-                            tracing::warn!(task_id = %task.task_id, %error,
-                            "cannot release a claim; the task goes back when its lease runs out");
-                        }
-                    }
+                    tracing::debug!(tasks = tasks.len(), "poller gone; releasing its claims");
+                    let store = self.store.clone();
+                    Self::release_claims(store.as_ref(), &tasks, &secret).await;
                     self.queues.get(&handoff.queue).notify_waiters();
                 }
             }
