@@ -162,8 +162,9 @@ fn print_table(r: &proto::MigrateRunsResponse, workflow_type: &str, dry_run: boo
     } else {
         format!("{} migrated", r.migrated)
     };
+    let runs = if r.runs.len() == 1 { "run" } else { "runs" };
     println!(
-        "{} running runs of `{workflow_type}`, to module {}: {moved}, {} diverged, {} already there, {} skipped",
+        "{} running {runs} of `{workflow_type}`, to module {}: {moved}, {} diverged, {} already there, {} skipped",
         r.runs.len(),
         short(&r.to_module_id),
         r.diverged,
