@@ -140,7 +140,8 @@ async fn token_async(server: Server, command: TokenCommand) -> anyhow::Result<u8
                 .map(auth::parse_duration)
                 .transpose()
                 .map_err(|e| anyhow::anyhow!("--expires: {e}"))?;
-            let name = name.unwrap_or_else(|| format!("{role}-{}", auth::random_hex(3)));
+            let name =
+                name.unwrap_or_else(|| format!("{role}-{}", weft_server::entropy::random_hex(3)));
             let new = NewToken {
                 name,
                 role,

@@ -55,7 +55,13 @@ struct EngineInner {
     wasmtime: wasmtime::Engine,
     linker: Linker<HostState>,
     config: EngineConfig,
+    /// Components compiled already, by SHA-256: the nodes of one process (a simulation's,
+    /// or the API and the executor of one server) compile each module once.
+    loaded: std::sync::Mutex<std::collections::HashMap<String, WorkflowModule>>,
 }
+
+/// Compiled modules kept by [`Engine::load`]; past it the memo starts over.
+const MAX_LOADED: usize = 256;
 
 /// A validated, compiled workflow component, ready to instantiate. Cheap to clone.
 #[derive(Clone)]
@@ -100,6 +106,7 @@ impl Engine {
                 wasmtime,
                 linker,
                 config,
+                loaded: std::sync::Mutex::default(),
             }),
         })
     }
@@ -116,6 +123,10 @@ impl Engine {
     /// Checks and compiles a workflow component: it must be a component, import only
     /// `weft:workflow/*`, and export `run` with the workflow signature.
     pub fn load(&self, bytes: &[u8]) -> Result<WorkflowModule, ModuleError> {
+        let sha256 = module_sha256(bytes);
+        if let Some(module) = self.loaded().get(&sha256) {
+            return Ok(module.clone());
+        }
         validate::check_encoding(bytes)?;
         let component = Component::new(&self.inner.wasmtime, bytes)
             .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
@@ -127,10 +138,23 @@ impl Engine {
             .map_err(|e| ModuleError::Link {
                 reason: format!("{e:#}"),
             })?;
-        Ok(WorkflowModule {
-            sha256: module_sha256(bytes),
-            pre,
-        })
+        let module = WorkflowModule { sha256, pre };
+        let mut loaded = self.loaded();
+        if loaded.len() >= MAX_LOADED {
+            loaded.clear();
+        }
+        loaded.insert(module.sha256.clone(), module.clone());
+        Ok(module)
+    }
+
+    fn loaded(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<String, WorkflowModule>> {
+        // A panic while holding it cannot leave the map half-written.
+        self.inner
+            .loaded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Instantiates `module` in a fresh store and drops it: what starting or rebuilding a

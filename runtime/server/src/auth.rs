@@ -151,15 +151,6 @@ pub fn new_secret() -> Result<String, String> {
     Ok(format!("weft_{}", hex(&bytes)))
 }
 
-/// Random hex for secrets that are not tokens (task claims).
-pub fn random_hex(bytes: usize) -> String {
-    let mut buf = vec![0u8; bytes];
-    // The OS source does not fail on the platforms we build for; a zero buffer would only
-    // make a claim secret guessable, never break a run.
-    let _ = getrandom::fill(&mut buf);
-    hex(&buf)
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

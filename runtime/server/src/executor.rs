@@ -179,13 +179,14 @@ pub struct Executor {
 /// another node sharing the database is seen within [`TYPE_CACHE_TTL`].
 #[derive(Default)]
 struct TypeCache {
-    types: std::sync::Mutex<HashMap<String, (String, std::time::Instant)>>,
+    // tokio's clock (not std's) so that a simulation's paused clock decides when it expires.
+    types: std::sync::Mutex<HashMap<String, (String, tokio::time::Instant)>>,
 }
 
 const TYPE_CACHE_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl TypeCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, std::time::Instant)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (String, tokio::time::Instant)>> {
         self.types.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -210,7 +211,7 @@ impl TypeCache {
     fn set(&self, workflow_type: &str, module_id: &str) {
         self.lock().insert(
             workflow_type.to_owned(),
-            (module_id.to_owned(), std::time::Instant::now()),
+            (module_id.to_owned(), tokio::time::Instant::now()),
         );
     }
 }
@@ -779,6 +780,7 @@ impl State {
                 queue.push_front(f);
             }
         }
+        self.evict();
         let committed = if out.is_empty() {
             Ok(())
         } else {
@@ -982,6 +984,12 @@ impl State {
         if let Some(cached) = self.runs.remove(run_id) {
             return Ok(Claim::Mine(Box::new(cached)));
         }
+        // Closed by the batch being built: the store still says running, and a run rebuilt
+        // from it would step again from before the close (a duplicate result routed twice
+        // did that, and its batch could never commit; the simulation found it).
+        if self.closed_in_batch.iter().any(|(_, c)| c.run_id == run_id) {
+            return Err(ServerError::RunClosed(run_id.to_owned()));
+        }
         let record = self
             .store
             .run(run_id)
@@ -1118,8 +1126,12 @@ impl State {
         }
         let module = self.module(&module_id).await?;
         let now = self.clock.now_ms();
-        let seed = random_u64();
-        let run_id = format!("{:016x}{:016x}", random_u64(), random_u64());
+        let seed = crate::entropy::random_u64();
+        let run_id = format!(
+            "{:016x}{:016x}",
+            crate::entropy::random_u64(),
+            crate::entropy::random_u64()
+        );
         let record = RunRecord {
             run_id: run_id.clone(),
             workflow_id: request.workflow_id.clone(),
@@ -1606,6 +1618,14 @@ impl State {
     fn cache(&mut self, run_id: String, cached: CachedRun) {
         self.runs.insert(run_id.clone(), cached);
         self.lru.push_back(run_id);
+    }
+
+    /// Trims the cache to its size, least recently used first. Only between batches: a run
+    /// stepped by the batch being built must stay cached until the batch commits, since
+    /// rebuilding it from the store would miss its uncommitted steps (a child's result
+    /// delivered in the batch that started the child was lost that way; the simulation found
+    /// it).
+    fn evict(&mut self) {
         while self.runs.len() > self.max_cached {
             let Some(oldest) = self.lru.pop_front() else {
                 break;
@@ -1640,17 +1660,4 @@ fn commit_error(error: &StoreError, message: &str) -> ServerError {
         },
         _ => ServerError::Storage(message.to_owned()),
     }
-}
-
-/// 64 random bits for seeds and run ids, from the OS-seeded hasher (no extra dependency).
-pub(crate) fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }

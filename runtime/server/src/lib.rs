@@ -9,14 +9,15 @@
 
 mod admin_service;
 pub mod auth;
+pub mod entropy;
 pub mod executor;
 mod http;
 pub mod queue_activity;
 mod rate;
 mod sweeper;
 pub mod telemetry;
-mod worker_service;
-mod workflow_service;
+pub mod worker_service;
+pub mod workflow_service;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -220,6 +221,102 @@ pub enum StartError {
     },
 }
 
+/// What a node needs to start.
+pub struct NodeSetup {
+    /// This node's id among the nodes sharing the database.
+    pub node: String,
+    pub engine: Engine,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub max_cached_runs: usize,
+    pub sweep_interval: Duration,
+    pub auth: auth::Auth,
+    pub api_limits: ApiLimits,
+    /// Mark the console's cookie `Secure` (the server runs TLS).
+    pub secure_cookies: bool,
+}
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Store(#[from] weft_store::StoreError),
+    #[error("cannot register the node: {0}")]
+    Register(ServerError),
+}
+
+/// One node, started and wired, without a listener: its executor, its sweeper (spawned),
+/// and the services that [`serve`] puts behind gRPC. The deterministic simulation
+/// (`runtime/simulation`) calls the services in-process.
+pub struct Node {
+    pub executor: Executor,
+    pub workflow: Arc<workflow_service::WorkflowApi>,
+    pub worker: Arc<worker_service::WorkerApi>,
+    admin: admin_service::AdminApi,
+}
+
+impl Node {
+    /// Spawns the executor, takes over what the last process left (one node per SQLite
+    /// file), registers the node's lease and spawns the sweeper.
+    pub async fn start(setup: NodeSetup) -> Result<Node, NodeError> {
+        let NodeSetup {
+            node,
+            engine,
+            store,
+            clock,
+            max_cached_runs,
+            sweep_interval,
+            auth,
+            api_limits,
+            secure_cookies,
+        } = setup;
+        let executor = Executor::spawn(
+            node.clone(),
+            engine.clone(),
+            store.clone(),
+            clock.clone(),
+            max_cached_runs,
+        );
+        if store.single_node() {
+            // One server per SQLite file: whatever ran before is gone, its runs are ours now.
+            store.adopt_orphans(&node, i64::MAX as u64).await?;
+        }
+        sweeper::keep_lease(store.as_ref(), &executor, clock.as_ref(), true)
+            .await
+            .map_err(NodeError::Register)?;
+        tokio::spawn(sweeper::run(
+            store.clone(),
+            executor.clone(),
+            clock.clone(),
+            sweep_interval,
+        ));
+        let workflow = Arc::new(
+            workflow_service::WorkflowApi::new(
+                engine,
+                store.clone(),
+                executor.clone(),
+                clock.clone(),
+                auth.clone(),
+                api_limits,
+            )
+            .with_secure_cookies(secure_cookies),
+        );
+        let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
+        let worker = Arc::new(worker_service::WorkerApi::new(
+            store,
+            executor.clone(),
+            clock,
+            auth,
+        ));
+        Ok(Node {
+            executor,
+            workflow,
+            worker,
+            admin,
+        })
+    }
+}
+
 /// Opens the database and serves the API on `listener` until `shutdown` resolves.
 pub async fn serve(
     config: ServerConfig,
@@ -271,38 +368,35 @@ pub async fn serve(
             }
         })?);
     let engine = Engine::new(config.engine.clone())?;
-    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let node = config
         .node_id
         .clone()
-        .unwrap_or_else(|| format!("node-{:08x}", executor::random_u64() & 0xffff_ffff));
-    let executor = Executor::spawn(
-        node.clone(),
-        engine.clone(),
-        store.clone(),
-        clock.clone(),
-        config.max_cached_runs,
-    );
-    let database_error = |error| StartError::Database {
-        database: config.database.clone(),
-        error,
-    };
-    if store.single_node() {
-        // One server per SQLite file: whatever ran before is gone, its runs are ours now.
-        store
-            .adopt_orphans(&node, i64::MAX as u64)
-            .await
-            .map_err(database_error)?;
-    }
-    sweeper::keep_lease(store.as_ref(), &executor, clock.as_ref(), true)
-        .await
-        .map_err(|e| StartError::Serve(format!("cannot register node {node}: {e}")))?;
-    tokio::spawn(sweeper::run(
-        store.clone(),
-        executor.clone(),
-        clock.clone(),
-        config.sweep_interval,
-    ));
+        .unwrap_or_else(|| format!("node-{:08x}", entropy::random_u64() & 0xffff_ffff));
+    let auth = auth::Auth::with_certificates(store.clone(), config.auth, config.cert_roles.clone());
+    let Node {
+        workflow,
+        worker,
+        admin,
+        ..
+    } = Node::start(NodeSetup {
+        node: node.clone(),
+        engine,
+        store: store.clone(),
+        clock: Arc::new(SystemClock),
+        max_cached_runs: config.max_cached_runs,
+        sweep_interval: config.sweep_interval,
+        auth: auth.clone(),
+        api_limits: config.api_limits.clone(),
+        secure_cookies: config.tls.is_some(),
+    })
+    .await
+    .map_err(|error| match error {
+        NodeError::Store(error) => StartError::Database {
+            database: config.database.clone(),
+            error,
+        },
+        NodeError::Register(e) => StartError::Serve(format!("cannot register node {node}: {e}")),
+    })?;
 
     let (health_reporter, health) = tonic_health::server::health_reporter();
     health_reporter
@@ -333,23 +427,9 @@ pub async fn serve(
                 .into(),
         ));
     }
-    let auth = auth::Auth::with_certificates(store.clone(), config.auth, config.cert_roles.clone());
     if config.auth {
-        first_admin_token(store.as_ref(), clock.now_ms()).await?;
+        first_admin_token(store.as_ref(), SystemClock.now_ms()).await?;
     }
-    let workflow = Arc::new(
-        workflow_service::WorkflowApi::new(
-            engine,
-            store.clone(),
-            executor.clone(),
-            clock.clone(),
-            auth.clone(),
-            config.api_limits.clone(),
-        )
-        .with_secure_cookies(config.tls.is_some()),
-    );
-    let admin = admin_service::AdminApi::new(store.clone(), auth.clone(), clock.clone());
-    let worker = worker_service::WorkerApi::new(store, executor, clock, auth);
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     let request_layer = telemetry::RequestLayer::new();
     let console = http::router(workflow.clone());
@@ -391,7 +471,7 @@ pub async fn serve(
             proto::workflow_service_server::WorkflowServiceServer::from_arc(workflow)
                 .max_decoding_message_size(MAX_COMPONENT_BYTES + 1024),
         )
-        .add_service(proto::worker_service_server::WorkerServiceServer::new(
+        .add_service(proto::worker_service_server::WorkerServiceServer::from_arc(
             worker,
         ))
         .add_service(proto::admin_service_server::AdminServiceServer::new(admin))

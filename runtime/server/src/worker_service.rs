@@ -20,7 +20,8 @@ const DEFAULT_POLL_MS: u64 = 30_000;
 const MAX_POLL_MS: u64 = 60_000;
 const MAX_TASKS_PER_POLL: u32 = 100;
 
-pub(crate) struct WorkerApi {
+/// The `WorkerService` RPCs (served over gRPC by [`crate::serve`]).
+pub struct WorkerApi {
     store: Arc<dyn Store>,
     executor: Executor,
     clock: Arc<dyn Clock>,
@@ -248,7 +249,7 @@ impl WorkerService for WorkerApi {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = self.clock.now_ms();
-            let secret = crate::auth::random_hex(16);
+            let secret = crate::entropy::random_hex(16);
             let claimed = self
                 .store
                 .claim_tasks(
@@ -270,6 +271,8 @@ impl WorkerService for WorkerApi {
                 queues.wait_for_tasks(&req.task_queue, max as usize, secret.clone());
             let tick = tokio::time::sleep(Duration::from_millis(100));
             let timed_out = tokio::select! {
+                // In the order written: a simulated schedule replays the same way.
+                biased;
                 tasks = &mut handed => match tasks {
                     Ok(tasks) => {
                         let now = self.clock.now_ms();

@@ -35,7 +35,8 @@ struct Divergence {
 /// How often a waiting `GetWorkflowResult` looks at the store, for runs closed by other nodes.
 const RESULT_RECHECK: Duration = Duration::from_secs(1);
 
-pub(crate) struct WorkflowApi {
+/// The `WorkflowService` RPCs (served over gRPC by [`crate::serve`]).
+pub struct WorkflowApi {
     engine: Engine,
     store: Arc<dyn Store>,
     executor: Executor,
@@ -969,6 +970,8 @@ impl WorkflowService for WorkflowApi {
                     return Ok(result_response(run.run_id, run.status, run.output, run.error));
                 };
                 tokio::select! {
+                    // In the order written: a simulated schedule replays the same way.
+                    biased;
                     changed = closes.changed() => {
                         let closed = changed.ok().and_then(|()| closes.borrow().clone());
                         if let Some(closed) = closed

@@ -222,6 +222,11 @@ impl SqlStore {
         }
     }
 
+    /// Closes every connection, after the calls in flight end.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// Held by every write on SQLite (one writer at a time); nothing on PostgreSQL.
     async fn gate(&self) -> Option<OwnedMutexGuard<()>> {
         match self.dialect {
