@@ -673,6 +673,9 @@ impl State {
             ..Batch::default()
         };
         let mut replies = Vec::new();
+        // Set when the batch must not commit: a child or continued run that could not be
+        // started for want of the database, whose parent's step is in this batch.
+        let mut abort: Option<ServerError> = None;
         while let Some(command) = queue.pop_front() {
             let mut follow_ups = Vec::new();
             let reply = match command {
@@ -692,11 +695,18 @@ impl State {
                         run_number,
                         parent,
                     } = *internal;
-                    if let Err(e) = self
+                    match self
                         .start(request, None, run_number, parent, &mut out, &mut follow_ups)
                         .await
                     {
-                        tracing::error!(error = %e, "cannot start a child or continued run");
+                        Ok(_) => {}
+                        // The step that asked for it must not commit without it (the parent
+                        // would wait for a child that never starts; the simulation found
+                        // it): the whole batch fails and its commands are tried again.
+                        Err(e @ ServerError::Storage(_)) => abort = Some(e),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot start a child or continued run");
+                        }
                     }
                     Reply::None
                 }
@@ -781,13 +791,15 @@ impl State {
             }
         }
         self.evict();
-        let committed = if out.is_empty() {
+        let committed = if let Some(error) = abort {
+            Err(BatchFailed::Aborted(error))
+        } else if out.is_empty() {
             Ok(())
         } else {
             let started = std::time::Instant::now();
             let committed = self.store.commit(&out).await;
             crate::telemetry::committed(out.steps.len(), started.elapsed());
-            committed
+            committed.map_err(BatchFailed::Commit)
         };
         match committed {
             Ok(()) => {
@@ -840,7 +852,7 @@ impl State {
                 }
                 self.closed_in_batch.clear();
                 self.closed_records.clear();
-                if matches!(error, StoreError::NotOwner { .. }) {
+                if matches!(error, BatchFailed::Commit(StoreError::NotOwner { .. })) {
                     // Other runs of this node may have been adopted too.
                     self.runs.clear();
                     self.lru.clear();
@@ -1649,12 +1661,21 @@ impl State {
     }
 }
 
-fn commit_error(error: &StoreError, message: &str) -> ServerError {
+/// Why a batch did not commit.
+#[derive(Debug, thiserror::Error)]
+enum BatchFailed {
+    #[error(transparent)]
+    Commit(StoreError),
+    #[error("not committed: {0}")]
+    Aborted(ServerError),
+}
+
+fn commit_error(error: &BatchFailed, message: &str) -> ServerError {
     match error {
-        StoreError::AlreadyRunning {
+        BatchFailed::Commit(StoreError::AlreadyRunning {
             workflow_id,
             run_id,
-        } => ServerError::AlreadyRunning {
+        }) => ServerError::AlreadyRunning {
             workflow_id: workflow_id.clone(),
             run_id: run_id.clone(),
         },
