@@ -93,14 +93,14 @@ impl Database {
 
     fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut written = batch.clone();
-        if self.sabotage == Some(Sabotage::DropEvent) && self.chaos.rng().chance(0.05) {
-            if let Some(step) = written
+        if self.sabotage == Some(Sabotage::DropEvent)
+            && self.chaos.rng().chance(0.05)
+            && let Some(step) = written
                 .steps
                 .iter_mut()
                 .find(|s| s.create.is_none() && s.events.len() > 1)
-            {
-                step.events.pop();
-            }
+        {
+            step.events.pop();
         }
         let result = self.call(move |s| async move { s.commit(&written).await });
         if result.is_ok() {

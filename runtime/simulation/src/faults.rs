@@ -96,10 +96,10 @@ impl Chaos {
     }
 
     pub fn trace(&self) -> Trace {
-        self.trace
+        *self
+            .trace
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 }
 

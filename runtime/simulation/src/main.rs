@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
         if let Err(failure) = outcome {
             println!("{failure}");
         }
-        if n % 1_000 == 0 {
+        if n.is_multiple_of(1_000) {
             eprintln!("{n} seeds in {:.0} s", started.elapsed().as_secs_f64());
         }
     })?;
