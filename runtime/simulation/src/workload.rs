@@ -52,18 +52,26 @@ pub enum Workflow {
     Fail,
     /// Waits for a signal (which the client sends) before a long timer.
     Approval,
+    /// Waits on the `slow` activity (and, with `child`, a child doing the same); the client
+    /// cancels it `after_ms` after the start. It ends cancelled, after its `cleanup`
+    /// activity, or completed if `slow` finished first.
+    Cancel { child: bool, after_ms: u64 },
 }
 
 /// What a run must end with.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expected {
     Output(Value),
-    Failed { kind: &'static str },
+    Failed {
+        kind: &'static str,
+    },
+    /// Either of two outcomes, as a race decides.
+    Either(Box<Expected>, Box<Expected>),
 }
 
 impl Workflow {
     pub fn draw(rng: &mut Rng, index: usize) -> Workflow {
-        match rng.below(8) {
+        match rng.below(9) {
             0 | 1 => Workflow::Greeting {
                 name: format!("c{index}"),
             },
@@ -80,7 +88,11 @@ impl Workflow {
                 until: rng.between(2, 4),
             },
             6 => Workflow::Fail,
-            _ => Workflow::Approval,
+            7 => Workflow::Approval,
+            _ => Workflow::Cancel {
+                child: rng.chance(0.5),
+                after_ms: rng.below(2_000),
+            },
         }
     }
 
@@ -100,6 +112,9 @@ impl Workflow {
                 "Approval",
                 json!({"request": "purchase", "timeout_ms": 3_600_000}),
             ),
+            Workflow::Cancel { child, .. } => {
+                ("EdgeCases", json!({"mode": "cancellable", "child": child}))
+            }
         }
     }
 
@@ -126,9 +141,16 @@ impl Workflow {
             Workflow::Approval => Expected::Output(
                 json!({"request": "purchase", "approved": true, "approver": "sim"}),
             ),
+            Workflow::Cancel { .. } => Expected::Either(
+                Box::new(Expected::Failed { kind: "Cancelled" }),
+                Box::new(Expected::Output(json!(SLOW_OUTPUT))),
+            ),
         }
     }
 }
+
+/// What the `slow` activity returns.
+const SLOW_OUTPUT: &str = "done";
 
 /// Runs activity `name` on `input` as the examples' workers do.
 pub fn activity(name: &str, input: &[u8]) -> Result<Vec<u8>, String> {
@@ -140,6 +162,8 @@ pub fn activity(name: &str, input: &[u8]) -> Result<Vec<u8>, String> {
             };
             json!(format!("{greeting}, {name}!"))
         }
+        "slow" => json!(SLOW_OUTPUT),
+        "cleanup" => json!("cleaned"),
         "square" => {
             let i: u64 = serde_json::from_slice(input).map_err(|e| e.to_string())?;
             json!(i * i)

@@ -368,6 +368,9 @@ impl World {
                     // Past its lease: the attempt has timed out when the result comes.
                     task.deadline_ms.saturating_sub(self.clock.now_ms())
                         + self.chaos.rng().between(1, 3_000)
+                } else if task.activity_name == "slow" {
+                    // Long enough for the client's cancel to race it.
+                    self.chaos.rng().below(3_000)
                 } else {
                     self.chaos.rng().below(30)
                 };
@@ -490,6 +493,31 @@ impl World {
                     signalled.as_ref().map_err(Status::code)
                 ));
                 match signalled {
+                    Err(s) if retryable(&s) => sleep(Duration::from_millis(200)).await,
+                    _ => break,
+                }
+            }
+        }
+        if let Workflow::Cancel { after_ms, .. } = workflow {
+            sleep(Duration::from_millis(after_ms)).await;
+            loop {
+                let Some(p) = self.live(index) else {
+                    sleep(TICK).await;
+                    continue;
+                };
+                let call =
+                    p.node
+                        .workflow
+                        .cancel_workflow(Request::new(proto::CancelWorkflowRequest {
+                            workflow_id: workflow_id.clone(),
+                            reason: "simulated".into(),
+                        }));
+                let cancelled = rpc(&p, call).await;
+                self.chaos.note(&format!(
+                    "cancel {workflow_id}: {:?}",
+                    cancelled.as_ref().map(|_| ()).map_err(Status::code)
+                ));
+                match cancelled {
                     Err(s) if retryable(&s) => sleep(Duration::from_millis(200)).await,
                     _ => break,
                 }
