@@ -3,7 +3,7 @@
 //! One seed makes one world: one to three server nodes (the real executor, sweeper and
 //! gRPC services of `weft-server`, called in-process) on one real SQLite store, activity
 //! workers, and clients starting a mix of workflows (activities, a fan-out, timers,
-//! children, continue-as-new, a failure, a signal). For a few simulated seconds the seed
+//! children, continue-as-new, a failure, a signal, a cancel racing its activity). For a few simulated seconds the seed
 //! injects faults: node processes that crash (before a database call, or after a write took
 //! effect and before its reply), stall past their lease, or restart under a new id;
 //! database calls whose connection drops or whose reply is lost; workers that die holding
