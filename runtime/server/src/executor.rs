@@ -404,6 +404,26 @@ enum Reply {
     None,
 }
 
+impl Reply {
+    /// A failure for want of the database that no caller will see: the command came from
+    /// the inbox or from another run's step (a child's result), and nobody would try it
+    /// again. The batch must fail instead, so that the inbox keeps it and the step that
+    /// caused it is redone (an inbox cancel was lost this way; the simulation found it).
+    fn unseen_failure(&self) -> Option<ServerError> {
+        let (closed, error) = match self {
+            Reply::Start(tx, Err(e)) => (tx.is_closed(), e),
+            Reply::Deliver(tx, Err(e)) => (tx.is_closed(), e),
+            Reply::Cancel(tx, Err(e)) => (tx.is_closed(), e),
+            Reply::Migrate(tx, Err(e)) => (tx.is_closed(), e),
+            _ => return None,
+        };
+        match error {
+            ServerError::Storage(message) if closed => Some(ServerError::Storage(message.clone())),
+            _ => None,
+        }
+    }
+}
+
 impl Executor {
     /// Spawns the executor task.
     pub fn spawn(
@@ -784,6 +804,11 @@ impl State {
                     Reply::None
                 }
             };
+            if abort.is_none()
+                && let Some(error) = reply.unseen_failure()
+            {
+                abort = Some(error);
+            }
             replies.push(reply);
             // Follow-ups go next, in this same batch and transaction.
             for f in follow_ups.into_iter().rev() {

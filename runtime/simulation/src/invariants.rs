@@ -132,7 +132,27 @@ fn check_run(
 ) {
     let name = format!("{} run {}", run.workflow_id, run.run_id);
     if run.status == RunStatus::Running {
-        broken.push(format!("{name} never ended"));
+        // What it waits for, to start the search.
+        let id = run.run_id.clone();
+        let tasks = world
+            .db
+            .call(move |s| async move { s.run_tasks(&id).await });
+        let id = run.run_id.clone();
+        let timers = world
+            .db
+            .call(move |s| async move { s.run_timers(&id).await });
+        broken.push(format!(
+            "{name} never ended (owner {:?}; tasks {:?}; timers {:?})",
+            run.owner,
+            tasks.map(|t| t
+                .into_iter()
+                .map(|t| format!(
+                    "{} {} #{} lease {:?} claim {:?}",
+                    t.task_id, t.activity_name, t.attempt, t.lease_until_ms, t.claim_secret
+                ))
+                .collect::<Vec<_>>()),
+            timers.map(|t| t.len())
+        ));
     }
     let run_id = run.run_id.clone();
     let history = match world
@@ -149,6 +169,16 @@ fn check_run(
             return;
         }
     };
+    if run.status == RunStatus::Running {
+        for event in &history.events {
+            let line = format!("{:?}", event.kind);
+            broken.push(format!(
+                "  {name} event {}: {}",
+                event.seq,
+                &line[..line.len().min(160)]
+            ));
+        }
+    }
     for (i, event) in history.events.iter().enumerate() {
         if event.seq != i as u64 + 1 {
             broken.push(format!(
