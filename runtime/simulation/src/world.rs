@@ -124,6 +124,8 @@ pub struct World {
 pub const HEAL_LIMIT: Duration = Duration::from_secs(600);
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 const TICK: Duration = Duration::from_millis(100);
+/// How long a client waits before calling again after an error.
+const CLIENT_PAUSE: Duration = Duration::from_millis(200);
 
 impl World {
     pub fn new(chaos: Arc<Chaos>, db: Arc<Database>, engine: Engine, shape: Shape) -> Arc<World> {
@@ -376,8 +378,7 @@ impl World {
                 };
                 sleep(Duration::from_millis(late_ms)).await;
                 match workload::activity(&task.activity_name, &task.input) {
-                    Ok(output) if fault == 2 => {
-                        let _ = output;
+                    Ok(_) if fault == 2 => {
                         self.fail(index, &task.task_token, "Flaky", false).await;
                     }
                     Ok(output) => {
@@ -395,42 +396,71 @@ impl World {
 
     /// Reports a result until the server has it or says it is stale.
     async fn complete(&self, index: usize, token: &str, output: &[u8]) {
-        for _ in 0..50 {
-            let Some(p) = self.live(index) else {
-                sleep(TICK).await;
-                continue;
-            };
-            let call = p.node.worker.complete_activity_task(Request::new(
-                proto::CompleteActivityTaskRequest {
-                    task_token: token.into(),
-                    output: output.to_vec(),
-                },
-            ));
-            match rpc(&p, call).await {
-                Err(s) if retryable(&s) => sleep(TICK).await,
-                _ => return,
+        let request = proto::CompleteActivityTaskRequest {
+            task_token: token.into(),
+            output: output.to_vec(),
+        };
+        self.call_until_answered(index, Some(50), TICK, None, |p| {
+            let request = request.clone();
+            async move {
+                p.node
+                    .worker
+                    .complete_activity_task(Request::new(request))
+                    .await
             }
-        }
+        })
+        .await;
     }
 
     async fn fail(&self, index: usize, token: &str, message: &str, non_retryable: bool) {
-        for _ in 0..50 {
+        let request = proto::FailActivityTaskRequest {
+            task_token: token.into(),
+            error_kind: if non_retryable { "Bug" } else { "Flaky" }.into(),
+            message: message.into(),
+            non_retryable,
+            handed_back: false,
+        };
+        self.call_until_answered(index, Some(50), TICK, None, |p| {
+            let request = request.clone();
+            async move {
+                p.node
+                    .worker
+                    .fail_activity_task(Request::new(request))
+                    .await
+            }
+        })
+        .await;
+    }
+
+    /// Makes `call` on a live process (slot `index` first) until it answers with anything
+    /// but an error worth trying again, waiting `pause` between tries; at most `tries` tries
+    /// (`None`: no limit). With `what`, each answer goes to the trace.
+    async fn call_until_answered<T, Fut>(
+        &self,
+        index: usize,
+        tries: Option<usize>,
+        pause: Duration,
+        what: Option<&str>,
+        call: impl Fn(Arc<Process>) -> Fut,
+    ) where
+        Fut: std::future::Future<Output = Result<Response<T>, Status>>,
+    {
+        let mut tried = 0;
+        while tries.is_none_or(|limit| tried < limit) {
+            tried += 1;
             let Some(p) = self.live(index) else {
                 sleep(TICK).await;
                 continue;
             };
-            let call =
-                p.node
-                    .worker
-                    .fail_activity_task(Request::new(proto::FailActivityTaskRequest {
-                        task_token: token.into(),
-                        error_kind: if non_retryable { "Bug" } else { "Flaky" }.into(),
-                        message: message.into(),
-                        non_retryable,
-                        handed_back: false,
-                    }));
-            match rpc(&p, call).await {
-                Err(s) if retryable(&s) => sleep(TICK).await,
+            let answer = rpc(&p, call(p.clone())).await;
+            if let Some(what) = what {
+                self.chaos.note(&format!(
+                    "{what}: {:?}",
+                    answer.as_ref().map(|_| ()).map_err(Status::code)
+                ));
+            }
+            match answer {
+                Err(s) if retryable(&s) => sleep(pause).await,
                 _ => return,
             }
         }
@@ -469,59 +499,34 @@ impl World {
                     ));
                     break;
                 }
-                Err(_) => sleep(Duration::from_millis(200)).await,
+                Err(_) => sleep(CLIENT_PAUSE).await,
             }
         }
         if let Some((name, payload)) = workflow.signal() {
-            let payload = serde_json::to_vec(&payload).unwrap_or_default();
-            loop {
-                let Some(p) = self.live(index) else {
-                    sleep(TICK).await;
-                    continue;
-                };
-                let call =
-                    p.node
-                        .workflow
-                        .signal_workflow(Request::new(proto::SignalWorkflowRequest {
-                            workflow_id: workflow_id.clone(),
-                            signal_name: name.into(),
-                            payload: payload.clone(),
-                        }));
-                let signalled = rpc(&p, call).await;
-                self.chaos.note(&format!(
-                    "signal {workflow_id}: {:?}",
-                    signalled.as_ref().map_err(Status::code)
-                ));
-                match signalled {
-                    Err(s) if retryable(&s) => sleep(Duration::from_millis(200)).await,
-                    _ => break,
-                }
-            }
+            let request = proto::SignalWorkflowRequest {
+                workflow_id: workflow_id.clone(),
+                signal_name: name.into(),
+                payload: serde_json::to_vec(&payload).unwrap_or_default(),
+            };
+            let what = format!("signal {workflow_id}");
+            self.call_until_answered(index, None, CLIENT_PAUSE, Some(&what), |p| {
+                let request = request.clone();
+                async move { p.node.workflow.signal_workflow(Request::new(request)).await }
+            })
+            .await;
         }
         if let Workflow::Cancel { after_ms, .. } = workflow {
             sleep(Duration::from_millis(after_ms)).await;
-            loop {
-                let Some(p) = self.live(index) else {
-                    sleep(TICK).await;
-                    continue;
-                };
-                let call =
-                    p.node
-                        .workflow
-                        .cancel_workflow(Request::new(proto::CancelWorkflowRequest {
-                            workflow_id: workflow_id.clone(),
-                            reason: "simulated".into(),
-                        }));
-                let cancelled = rpc(&p, call).await;
-                self.chaos.note(&format!(
-                    "cancel {workflow_id}: {:?}",
-                    cancelled.as_ref().map(|_| ()).map_err(Status::code)
-                ));
-                match cancelled {
-                    Err(s) if retryable(&s) => sleep(Duration::from_millis(200)).await,
-                    _ => break,
-                }
-            }
+            let request = proto::CancelWorkflowRequest {
+                workflow_id: workflow_id.clone(),
+                reason: "simulated".into(),
+            };
+            let what = format!("cancel {workflow_id}");
+            self.call_until_answered(index, None, CLIENT_PAUSE, Some(&what), |p| {
+                let request = request.clone();
+                async move { p.node.workflow.cancel_workflow(Request::new(request)).await }
+            })
+            .await;
         }
         while !self.done.load(Ordering::SeqCst) {
             let Some(p) = self.live(index) else {
@@ -555,7 +560,7 @@ impl World {
                     return;
                 }
                 Err(s) if s.code() == tonic::Code::DeadlineExceeded => {}
-                Err(_) => sleep(Duration::from_millis(200)).await,
+                Err(_) => sleep(CLIENT_PAUSE).await,
             }
         }
         self.observed().unanswered.push(workflow_id);
