@@ -27,9 +27,15 @@ struct Args {
     /// Seeds run at once (default: one per core).
     #[arg(long)]
     jobs: Option<usize>,
-    /// Break the server on purpose (drop-event) to see the invariants catch it.
-    #[arg(long)]
-    sabotage: Option<String>,
+    /// Break the server on purpose to see the invariants catch it.
+    #[arg(long, value_enum)]
+    sabotage: Option<SabotageArg>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum SabotageArg {
+    /// The store now and then drops an event the server believes it wrote.
+    DropEvent,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -41,11 +47,9 @@ fn main() -> anyhow::Result<()> {
             .with_writer(std::io::stderr)
             .init();
     }
-    let sabotage = match args.sabotage.as_deref() {
-        None => None,
-        Some("drop-event") => Some(Sabotage::DropEvent),
-        Some(other) => anyhow::bail!("unknown --sabotage `{other}`; the one there is: drop-event"),
-    };
+    let sabotage = args
+        .sabotage
+        .map(|SabotageArg::DropEvent| Sabotage::DropEvent);
     if let Some(seed) = args.seed {
         let setup = Setup::new()?;
         return match simulate(&setup, seed, sabotage)? {
