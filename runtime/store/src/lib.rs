@@ -2,7 +2,9 @@
 //!
 //! - [`model`]: the rows (runs, tasks, timers) and [`StepWrite`], one step of a run;
 //! - [`sqlite`] and [`postgres`]: connecting and migrating each backend;
-//! - `sql`: the queries, shared by both through sqlx's `Any` driver.
+//! - `sql`: the queries, shared by both through sqlx's `Any` driver;
+//! - `sqlite_thread`: SQLite's per-workflow calls on connection threads of their own, one
+//!   message per call rather than per statement.
 //!
 //! Every step of a run (the events it appends, the tasks and timers it creates or finishes,
 //! and its close) is written in one transaction: after a crash a step is either all there or
@@ -17,6 +19,7 @@ pub mod model;
 pub mod postgres;
 mod sql;
 pub mod sqlite;
+mod sqlite_thread;
 
 use async_trait::async_trait;
 use weft_history::History;
@@ -55,6 +58,11 @@ pub enum StoreError {
     TokenExists(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("SQLite error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database cannot be reached from here any more (its connection thread stopped).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }

@@ -13,5 +13,5 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .connect(url)
         .await?;
     sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-    Ok(SqlStore::new(pool, Dialect::Postgres))
+    Ok(SqlStore::new(pool, Dialect::Postgres, None))
 }

@@ -10,13 +10,14 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use weft_history::{ErrorInfo, Event, History, Payload, RunHeader};
 
 use crate::model::*;
+use crate::sqlite_thread::SqliteThreads;
 use crate::{Store, StoreError};
 
 /// Rows per multi-row statement: far below both backends' limits on bound parameters.
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// A value bound to a statement built at run time.
-enum Param {
+pub(crate) enum Param {
     Text(String),
     Int(i64),
     Blob(Vec<u8>),
@@ -25,10 +26,13 @@ enum Param {
     NullableBlob(Option<Vec<u8>>),
 }
 
-/// SQL text and its parameters, built together so every `$n` gets its value.
-struct Statement {
-    sql: String,
-    params: Vec<Param>,
+/// SQL text and its parameters, built together so every `$n` gets its value. Each `$n`
+/// appears once and in order, so SQLite (which numbers named parameters by first
+/// appearance) binds them by position as PostgreSQL does: one statement serves both
+/// drivers, sqlx's and the SQLite connection thread's.
+pub(crate) struct Statement {
+    pub(crate) sql: String,
+    pub(crate) params: Vec<Param>,
 }
 
 impl Statement {
@@ -58,10 +62,10 @@ impl Statement {
         self
     }
 
-    /// Runs it; returns the rows affected.
-    async fn execute(&mut self, tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
-        let mut query = sqlx::query(AssertSqlSafe(std::mem::take(&mut self.sql)));
-        for param in std::mem::take(&mut self.params) {
+    /// The statement as a sqlx query.
+    fn query(self) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql));
+        for param in self.params {
             query = match param {
                 Param::Text(v) => query.bind(v),
                 Param::Int(v) => query.bind(v),
@@ -71,7 +75,12 @@ impl Statement {
                 Param::NullableBlob(v) => query.bind(v),
             };
         }
-        Ok(query.execute(&mut **tx).await?.rows_affected())
+        query
+    }
+
+    /// Runs it in `tx`; returns the rows affected.
+    async fn execute(self, tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
+        Ok(self.query().execute(&mut **tx).await?.rows_affected())
     }
 }
 
@@ -90,6 +99,8 @@ pub struct SqlStore {
     /// SQLite writers queue here rather than on SQLite's lock, whose busy handler sleeps
     /// up to 100 ms between tries.
     write_gate: Arc<Mutex<()>>,
+    /// SQLite: the per-workflow calls' own connections (`None` on PostgreSQL).
+    threads: Option<Arc<SqliteThreads>>,
 }
 
 const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
@@ -114,72 +125,106 @@ fn u(v: i64) -> u64 {
     v as u64
 }
 
-fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
-    let status: String = row.try_get("status")?;
-    let error_kind: Option<String> = row.try_get("error_kind")?;
-    let error_message: Option<String> = row.try_get("error_message")?;
-    Ok(RunRecord {
-        run_id: row.try_get("run_id")?,
-        workflow_id: row.try_get("workflow_id")?,
-        workflow_type: row.try_get("workflow_type")?,
-        task_queue: row.try_get("task_queue")?,
-        run_number: row.try_get::<i32, _>("run_number")? as u32,
-        module_id: row.try_get("module_id")?,
-        input: Payload(row.try_get("input")?),
-        seed: u(row.try_get("seed")?),
-        status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
-        output: row.try_get::<Option<Vec<u8>>, _>("output")?.map(Payload),
-        error: error_kind.map(|kind| ErrorInfo {
-            kind,
-            message: error_message.unwrap_or_default(),
-            attempts: 0,
-        }),
-        started_at_ms: u(row.try_get("started_at_ms")?),
-        closed_at_ms: row.try_get::<Option<i64>, _>("closed_at_ms")?.map(u),
-        history_length: u(row.try_get::<i32, _>("history_length")?.into()),
-        parent: match (
-            row.try_get::<Option<String>, _>("parent_run_id")?,
-            row.try_get::<Option<i64>, _>("parent_handle")?,
-        ) {
-            (Some(run_id), Some(handle)) => Some((run_id, handle as u32)),
-            _ => None,
-        },
-        owner: row.try_get("owner")?,
-        trace_context: row.try_get("trace_context")?,
-    })
+/// A row's columns by name, from either driver (sqlx's `AnyRow`, or rusqlite's row on the
+/// SQLite connection thread), so each record is read from a row in one place.
+pub(crate) trait Columns {
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError>;
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn text(&self, name: &str) -> Result<String, StoreError> {
+        self.opt_text(name)?
+            .ok_or_else(|| corrupt(name, "NULL where a value is required"))
+    }
+    fn int(&self, name: &str) -> Result<i64, StoreError> {
+        self.opt_int(name)?
+            .ok_or_else(|| corrupt(name, "NULL where a value is required"))
+    }
+    fn blob(&self, name: &str) -> Result<Vec<u8>, StoreError> {
+        self.opt_blob(name)?
+            .ok_or_else(|| corrupt(name, "NULL where a value is required"))
+    }
 }
 
-fn task_from_row(row: &AnyRow) -> Result<TaskRecord, StoreError> {
-    let options: String = row.try_get("options")?;
-    Ok(TaskRecord {
-        task_id: row.try_get("task_id")?,
-        run_id: row.try_get("run_id")?,
-        workflow_id: row.try_get("workflow_id")?,
-        handle: row.try_get::<i64, _>("handle")? as u32,
-        task_queue: row.try_get("task_queue")?,
-        activity_name: row.try_get("activity_name")?,
-        input: Payload(row.try_get("input")?),
-        options: serde_json::from_str(&options).map_err(|e| corrupt("activity options", e))?,
-        attempt: row.try_get::<i32, _>("attempt")? as u32,
-        scheduled_at_ms: u(row.try_get("scheduled_at_ms")?),
-        lease_until_ms: row.try_get::<Option<i64>, _>("lease_until_ms")?.map(u),
-        heartbeat_details: row.try_get("heartbeat_details")?,
-        claimed_at_ms: row.try_get::<Option<i64>, _>("claimed_at_ms")?.map(u),
-        last_heartbeat_ms: row.try_get::<Option<i64>, _>("last_heartbeat_ms")?.map(u),
-        last_error: row
-            .try_get::<Option<String>, _>("last_error_kind")?
+impl Columns for AnyRow {
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.try_get(name)?)
+    }
+}
+
+pub(crate) fn run_from_row(row: &impl Columns) -> Result<RunRecord, StoreError> {
+    let status = row.text("status")?;
+    Ok(RunRecord {
+        run_id: row.text("run_id")?,
+        workflow_id: row.text("workflow_id")?,
+        workflow_type: row.text("workflow_type")?,
+        task_queue: row.text("task_queue")?,
+        run_number: row.int("run_number")? as u32,
+        module_id: row.text("module_id")?,
+        input: Payload(row.blob("input")?),
+        seed: u(row.int("seed")?),
+        status: RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        output: row.opt_blob("output")?.map(Payload),
+        error: row
+            .opt_text("error_kind")?
             .map(|kind| -> Result<ErrorInfo, StoreError> {
                 Ok(ErrorInfo {
                     kind,
-                    message: row
-                        .try_get::<Option<String>, _>("last_error_message")?
-                        .unwrap_or_default(),
+                    message: row.opt_text("error_message")?.unwrap_or_default(),
                     attempts: 0,
                 })
             })
             .transpose()?,
-        trace_context: row.try_get("trace_context")?,
-        claim_secret: row.try_get("claim_secret")?,
+        started_at_ms: u(row.int("started_at_ms")?),
+        closed_at_ms: row.opt_int("closed_at_ms")?.map(u),
+        history_length: u(row.int("history_length")?),
+        parent: match (
+            row.opt_text("parent_run_id")?,
+            row.opt_int("parent_handle")?,
+        ) {
+            (Some(run_id), Some(handle)) => Some((run_id, handle as u32)),
+            _ => None,
+        },
+        owner: row.opt_text("owner")?,
+        trace_context: row.opt_text("trace_context")?,
+    })
+}
+
+pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError> {
+    let options = row.text("options")?;
+    Ok(TaskRecord {
+        task_id: row.text("task_id")?,
+        run_id: row.text("run_id")?,
+        workflow_id: row.text("workflow_id")?,
+        handle: row.int("handle")? as u32,
+        task_queue: row.text("task_queue")?,
+        activity_name: row.text("activity_name")?,
+        input: Payload(row.blob("input")?),
+        options: serde_json::from_str(&options).map_err(|e| corrupt("activity options", e))?,
+        attempt: row.int("attempt")? as u32,
+        scheduled_at_ms: u(row.int("scheduled_at_ms")?),
+        lease_until_ms: row.opt_int("lease_until_ms")?.map(u),
+        heartbeat_details: row.opt_blob("heartbeat_details")?,
+        claimed_at_ms: row.opt_int("claimed_at_ms")?.map(u),
+        last_heartbeat_ms: row.opt_int("last_heartbeat_ms")?.map(u),
+        last_error: row
+            .opt_text("last_error_kind")?
+            .map(|kind| -> Result<ErrorInfo, StoreError> {
+                Ok(ErrorInfo {
+                    kind,
+                    message: row.opt_text("last_error_message")?.unwrap_or_default(),
+                    attempts: 0,
+                })
+            })
+            .transpose()?,
+        trace_context: row.opt_text("trace_context")?,
+        claim_secret: row.opt_text("claim_secret")?,
     })
 }
 
@@ -213,16 +258,418 @@ fn timer_from_row(row: &AnyRow) -> Result<TimerRecord, StoreError> {
     })
 }
 
+/// One statement of a batch, with what its outcome means.
+pub(crate) enum BatchStatement {
+    /// Any outcome is fine.
+    Write(Statement),
+    /// Inserts a run: a unique violation means the workflow id has a running run
+    /// ([`StoreError::AlreadyRunning`]).
+    CreateRun {
+        statement: Statement,
+        workflow_id: String,
+    },
+    /// Fences and advances a run: it must change exactly one row, or the batch fails
+    /// ([`not_advanced`] says why).
+    AdvanceRun {
+        statement: Statement,
+        run_id: String,
+        first: Option<u64>,
+    },
+}
+
+/// The statements that write a batch, in order: per step, its run row (created, or fenced
+/// and advanced); then every step's events, tasks and timers in a few multi-row statements;
+/// then the rows the steps finished. Statement count grows with runs, not with events.
+pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, StoreError> {
+    let node = batch.node.as_str();
+    let mut out = Vec::new();
+    for routed in &batch.routed {
+        let mut insert =
+            Statement::new("INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES (");
+        insert
+            .param(Param::Text(routed.owner.clone()))
+            .sql(", ")
+            .param(Param::Text(routed.run_id.clone()))
+            .sql(", ")
+            .param(Param::Text(routed.command.clone()))
+            .sql(", ")
+            .param(Param::Int(i(routed.created_at_ms)))
+            .sql(")");
+        out.push(BatchStatement::Write(insert));
+    }
+    if !batch.inbox_done.is_empty() {
+        let mut delete = Statement::new("DELETE FROM inbox WHERE id IN (");
+        for (n, id) in batch.inbox_done.iter().enumerate() {
+            delete.sep(n, ", ").param(Param::Int(*id));
+        }
+        delete.sql(")");
+        out.push(BatchStatement::Write(delete));
+    }
+    for step in &batch.steps {
+        if let Some(run) = &step.create {
+            out.push(BatchStatement::CreateRun {
+                statement: insert_run(run, node),
+                workflow_id: run.workflow_id.clone(),
+            });
+        }
+        out.push(BatchStatement::AdvanceRun {
+            statement: advance_run(node, step),
+            run_id: step.run_id.clone(),
+            first: step.events.first().map(|e| e.seq),
+        });
+    }
+
+    let events: Vec<(&str, &Event)> = batch
+        .steps
+        .iter()
+        .flat_map(|s| s.events.iter().map(move |e| (s.run_id.as_str(), e)))
+        .collect();
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Statement::new("INSERT INTO events (run_id, seq, event) VALUES ");
+        for (n, (run_id, event)) in chunk.iter().enumerate() {
+            let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
+            insert
+                .sep(n, ", ")
+                .sql("(")
+                .param(Param::Text((*run_id).to_owned()))
+                .sql(", ")
+                .param(Param::Int(i(event.seq)))
+                .sql(", ")
+                .param(Param::Text(json))
+                .sql(")");
+        }
+        out.push(BatchStatement::Write(insert));
+    }
+
+    let tasks: Vec<(&str, &NewTask)> = batch
+        .steps
+        .iter()
+        .flat_map(|s| s.new_tasks.iter().map(move |t| (s.run_id.as_str(), t)))
+        .collect();
+    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Statement::new(
+            "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
+             activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context, \
+             start_within_ms, lease_until_ms, claimed_at_ms, claim_secret) VALUES ",
+        );
+        for (n, (run_id, task)) in chunk.iter().enumerate() {
+            let options =
+                serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
+            insert
+                .sep(n, ", ")
+                .sql("(")
+                .param(Param::Text(format!("{run_id}/{}", task.handle)))
+                .sql(", ")
+                .param(Param::Text((*run_id).to_owned()))
+                .sql(", ")
+                .param(Param::Text(task.workflow_id.clone()))
+                .sql(", ")
+                .param(Param::Int(i64::from(task.handle)))
+                .sql(", ")
+                .param(Param::Text(task.task_queue.clone()))
+                .sql(", ")
+                .param(Param::Text(task.activity_name.clone()))
+                .sql(", ")
+                .param(Param::Blob(task.input.0.clone()))
+                .sql(", ")
+                .param(Param::Text(options))
+                .sql(", 1, ")
+                .param(Param::Int(i(task.scheduled_at_ms)))
+                .sql(", ")
+                .param(Param::Int(i(task.scheduled_at_ms)))
+                .sql(", ")
+                .param(Param::NullableInt(attempt_lease_ms(&task.options).map(i)))
+                .sql(", ")
+                .param(Param::NullableText(task.trace_context.clone()))
+                .sql(", ")
+                .param(Param::NullableInt(
+                    task.options.schedule_to_start_timeout_ms.map(i),
+                ))
+                .sql(", ")
+                .param(Param::NullableInt(
+                    task.claim.as_ref().map(|c| i(c.lease_until_ms)),
+                ))
+                .sql(", ")
+                .param(Param::NullableInt(
+                    task.claim.as_ref().map(|c| i(c.claimed_at_ms)),
+                ))
+                .sql(", ")
+                .param(Param::NullableText(
+                    task.claim.as_ref().map(|c| c.secret.clone()),
+                ))
+                .sql(")");
+        }
+        out.push(BatchStatement::Write(insert));
+    }
+
+    let timers: Vec<&TimerRecord> = batch.steps.iter().flat_map(|s| &s.new_timers).collect();
+    for chunk in timers.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = Statement::new("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ");
+        for (n, timer) in chunk.iter().enumerate() {
+            insert
+                .sep(n, ", ")
+                .sql("(")
+                .param(Param::Text(timer.run_id.clone()))
+                .sql(", ")
+                .param(Param::Int(i64::from(timer.handle)))
+                .sql(", ")
+                .param(Param::Int(i(timer.fire_at_ms)))
+                .sql(")");
+        }
+        out.push(BatchStatement::Write(insert));
+    }
+
+    // Deletes come after the inserts: a task scheduled and cancelled in one batch goes.
+    let done_tasks: Vec<&String> = batch.steps.iter().flat_map(|s| &s.done_tasks).collect();
+    for chunk in done_tasks.chunks(ROWS_PER_STATEMENT) {
+        let mut delete = Statement::new("DELETE FROM activity_tasks WHERE task_id IN (");
+        for (n, task_id) in chunk.iter().enumerate() {
+            delete.sep(n, ", ").param(Param::Text((*task_id).clone()));
+        }
+        delete.sql(")");
+        out.push(BatchStatement::Write(delete));
+    }
+    let done_timers: Vec<(&str, u32)> = batch
+        .steps
+        .iter()
+        .flat_map(|s| s.done_timers.iter().map(move |h| (s.run_id.as_str(), *h)))
+        .collect();
+    for chunk in done_timers.chunks(ROWS_PER_STATEMENT) {
+        let mut delete = Statement::new("DELETE FROM timers WHERE ");
+        for (n, (run_id, handle)) in chunk.iter().enumerate() {
+            delete
+                .sep(n, " OR ")
+                .sql("(run_id = ")
+                .param(Param::Text((*run_id).to_owned()))
+                .sql(" AND handle = ")
+                .param(Param::Int(i64::from(*handle)))
+                .sql(")");
+        }
+        out.push(BatchStatement::Write(delete));
+    }
+    // A closed run keeps no pending work.
+    let closed: Vec<&str> = batch
+        .steps
+        .iter()
+        .filter(|s| s.close.is_some())
+        .map(|s| s.run_id.as_str())
+        .collect();
+    for chunk in closed.chunks(ROWS_PER_STATEMENT) {
+        for table in ["activity_tasks", "timers"] {
+            let mut delete = Statement::new(&format!("DELETE FROM {table} WHERE run_id IN ("));
+            for (n, run_id) in chunk.iter().enumerate() {
+                delete.sep(n, ", ").param(Param::Text((*run_id).to_owned()));
+            }
+            delete.sql(")");
+            out.push(BatchStatement::Write(delete));
+        }
+    }
+    Ok(out)
+}
+
+/// Inserts a new run, owned by `node`.
+fn insert_run(run: &RunRecord, node: &str) -> Statement {
+    let mut insert = Statement::new(&format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES ("));
+    insert
+        .param(Param::Text(run.run_id.clone()))
+        .sql(", ")
+        .param(Param::Text(run.workflow_id.clone()))
+        .sql(", ")
+        .param(Param::Text(run.workflow_type.clone()))
+        .sql(", ")
+        .param(Param::Text(run.task_queue.clone()))
+        .sql(", ")
+        .param(Param::Int(i64::from(run.run_number)))
+        .sql(", ")
+        .param(Param::Text(run.module_id.clone()))
+        .sql(", ")
+        .param(Param::Blob(run.input.0.clone()))
+        .sql(", ")
+        .param(Param::Int(i(run.seed)))
+        .sql(", ")
+        .param(Param::Text(RunStatus::Running.as_str().to_owned()))
+        .sql(", NULL, NULL, NULL, ")
+        .param(Param::Int(i(run.started_at_ms)))
+        .sql(", NULL, 0, ")
+        .param(Param::NullableText(
+            run.parent.as_ref().map(|(id, _)| id.clone()),
+        ))
+        .sql(", ")
+        .param(Param::NullableInt(
+            run.parent.as_ref().map(|(_, h)| i64::from(*h)),
+        ))
+        .sql(", ")
+        .param(Param::Text(node.to_owned()))
+        .sql(", ")
+        .param(Param::NullableText(run.trace_context.clone()))
+        .sql(")");
+    insert
+}
+
+/// Advances a run's row past `step` (and closes it), if `node` owns it and its stored
+/// history ends right before the step's first event: the fence and the contiguity check in
+/// one statement.
+fn advance_run(node: &str, step: &StepWrite) -> Statement {
+    let mut update = Statement::new("UPDATE runs SET history_length = ");
+    match step.events.last() {
+        Some(last) => update.param(Param::Int(i(last.seq))),
+        None => update.sql("history_length"),
+    };
+    if let Some(module_id) = &step.pin_module {
+        update
+            .sql(", module_id = ")
+            .param(Param::Text(module_id.clone()));
+    }
+    if let Some(close) = &step.close {
+        update
+            .sql(", status = ")
+            .param(Param::Text(close.status.as_str().to_owned()))
+            .sql(", output = ")
+            .param(Param::NullableBlob(
+                close.output.as_ref().map(|p| p.0.clone()),
+            ))
+            .sql(", error_kind = ")
+            .param(Param::NullableText(
+                close.error.as_ref().map(|e| e.kind.clone()),
+            ))
+            .sql(", error_message = ")
+            .param(Param::NullableText(
+                close.error.as_ref().map(|e| e.message.clone()),
+            ))
+            .sql(", closed_at_ms = ")
+            .param(Param::Int(i(close.closed_at_ms)));
+    }
+    update
+        .sql(" WHERE run_id = ")
+        .param(Param::Text(step.run_id.clone()))
+        .sql(" AND owner = ")
+        .param(Param::Text(node.to_owned()))
+        .sql(" AND status = 'running'");
+    if let Some(first) = step.events.first() {
+        update
+            .sql(" AND history_length = ")
+            .param(Param::Int(i(first.seq.saturating_sub(1))));
+    }
+    update
+}
+
+/// What [`not_advanced`] needs to know of a run: `history_length`, `owner`, `status`.
+pub(crate) fn run_state(run_id: &str) -> Statement {
+    let mut select =
+        Statement::new("SELECT history_length, owner, status FROM runs WHERE run_id = ");
+    select.param(Param::Text(run_id.to_owned()));
+    select
+}
+
+/// Why a run's step did not apply, from its stored state (`None`: no such run): another
+/// owner, a gap in the history, or a closed run.
+pub(crate) fn not_advanced(
+    run_id: &str,
+    node: &str,
+    first: Option<u64>,
+    state: Option<(i64, Option<String>, String)>,
+) -> StoreError {
+    let (stored, owner, status) = state
+        .map(|(length, owner, status)| (u(length), owner, status))
+        .unwrap_or((0, None, String::new()));
+    if owner.as_deref() != Some(node) {
+        return StoreError::NotOwner {
+            run_id: run_id.to_owned(),
+            node: node.to_owned(),
+        };
+    }
+    StoreError::NotContiguous {
+        run_id: run_id.to_owned(),
+        stored,
+        first: first.unwrap_or(stored + 1),
+        status,
+    }
+}
+
+/// The running run of a workflow id, for [`StoreError::AlreadyRunning`].
+pub(crate) fn running_run_of(workflow_id: &str) -> Statement {
+    select_runs(
+        "workflow_id = ",
+        Param::Text(workflow_id.to_owned()),
+        " AND status = 'running'",
+    )
+}
+
+/// `SELECT` of whole runs: `clause` then one bound value then `rest`.
+fn select_runs(clause: &str, value: Param, rest: &str) -> Statement {
+    let mut select = Statement::new(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE {clause}"));
+    select.param(value).sql(rest);
+    select
+}
+
+pub(crate) fn run_by_id(run_id: &str) -> Statement {
+    select_runs("run_id = ", Param::Text(run_id.to_owned()), "")
+}
+
+pub(crate) fn latest_run_of(workflow_id: &str) -> Statement {
+    select_runs(
+        "workflow_id = ",
+        Param::Text(workflow_id.to_owned()),
+        " ORDER BY started_at_ms DESC, run_number DESC LIMIT 1",
+    )
+}
+
+pub(crate) fn task_by_id(task_id: &str) -> Statement {
+    let mut select = Statement::new(&format!(
+        "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE task_id = "
+    ));
+    select.param(Param::Text(task_id.to_owned()));
+    select
+}
+
+/// Leases up to `max` visible tasks of a queue (see [`Store::claim_tasks`]).
+pub(crate) fn claim_statement(
+    dialect: Dialect,
+    task_queue: &str,
+    max: u32,
+    now_ms: u64,
+    default_lease_ms: u64,
+    claim_secret: &str,
+) -> Statement {
+    let lock = match dialect {
+        Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+        // SQLite has one writer at a time; the UPDATE is atomic.
+        Dialect::Sqlite => "",
+    };
+    let mut update = Statement::new("UPDATE activity_tasks SET lease_until_ms = ");
+    update
+        .param(Param::Int(i(now_ms)))
+        .sql(" + COALESCE(lease_ms, ")
+        .param(Param::Int(i(default_lease_ms)))
+        .sql("), claimed_at_ms = ")
+        .param(Param::Int(i(now_ms)))
+        .sql(", last_heartbeat_ms = NULL, claim_secret = ")
+        .param(Param::Text(claim_secret.to_owned()))
+        .sql(
+            " WHERE task_id IN (SELECT task_id FROM activity_tasks \
+             WHERE task_queue = ",
+        )
+        .param(Param::Text(task_queue.to_owned()))
+        .sql(" AND lease_until_ms IS NULL AND visible_at_ms <= ")
+        .param(Param::Int(i(now_ms)))
+        .sql(" ORDER BY visible_at_ms LIMIT ")
+        .param(Param::Int(i64::from(max)))
+        .sql(&format!("{lock}) RETURNING {TASK_COLUMNS}"));
+    update
+}
+
 impl SqlStore {
-    pub(crate) fn new(pool: AnyPool, dialect: Dialect) -> Self {
+    pub(crate) fn new(pool: AnyPool, dialect: Dialect, threads: Option<SqliteThreads>) -> Self {
         SqlStore {
             pool,
             dialect,
             write_gate: Arc::default(),
+            threads: threads.map(Arc::new),
         }
     }
 
-    /// Closes every connection, after the calls in flight end.
+    /// Closes the pool's connections, after the calls in flight end. SQLite's connection
+    /// threads end when the last clone of the store is dropped.
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -249,297 +696,61 @@ impl SqlStore {
         Ok((gate, tx))
     }
 
-    async fn insert_run(
-        tx: &mut Transaction<'_, Any>,
-        run: &RunRecord,
-        node: &str,
-    ) -> Result<(), StoreError> {
-        let inserted = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO runs ({RUN_COLUMNS}) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULL, NULL, NULL, $10, NULL, 0, $11, $12, $13, $14)"
-        )))
-        .bind(&run.run_id)
-        .bind(&run.workflow_id)
-        .bind(&run.workflow_type)
-        .bind(&run.task_queue)
-        .bind(run.run_number as i32)
-        .bind(&run.module_id)
-        .bind(run.input.0.clone())
-        .bind(i(run.seed))
-        .bind(RunStatus::Running.as_str())
-        .bind(i(run.started_at_ms))
-        .bind(run.parent.as_ref().map(|(id, _)| id.clone()))
-        .bind(run.parent.as_ref().map(|(_, h)| i64::from(*h)))
-        .bind(node)
-        .bind(run.trace_context.clone())
-        .execute(&mut **tx)
-        .await;
-        match inserted {
-            // The running run's id is looked up by `commit_steps` once this (on PostgreSQL,
-            // aborted) transaction is gone.
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                Err(StoreError::AlreadyRunning {
-                    workflow_id: run.workflow_id.clone(),
-                    run_id: String::new(),
-                })
-            }
-            other => other.map(|_| ()).map_err(StoreError::from),
-        }
-    }
-
-    /// Writes a batch: per step, in order, its run row (created, or fenced and advanced);
-    /// then every step's events, tasks and timers in a few multi-row statements; then the
-    /// rows the steps finished. Statement count grows with runs, not with events.
+    /// Writes a batch in `tx` through sqlx (PostgreSQL; SQLite's batches go to its
+    /// connection thread, `sqlite_thread`).
     async fn write_batch(tx: &mut Transaction<'_, Any>, batch: &Batch) -> Result<(), StoreError> {
-        let node = batch.node.as_str();
-        for routed in &batch.routed {
-            sqlx::query(
-                "INSERT INTO inbox (owner, run_id, command, created_at_ms) VALUES ($1, $2, $3, $4)",
-            )
-            .bind(&routed.owner)
-            .bind(&routed.run_id)
-            .bind(&routed.command)
-            .bind(i(routed.created_at_ms))
-            .execute(&mut **tx)
-            .await?;
-        }
-        if !batch.inbox_done.is_empty() {
-            let mut delete = Statement::new("DELETE FROM inbox WHERE id IN (");
-            for (n, id) in batch.inbox_done.iter().enumerate() {
-                delete.sep(n, ", ").param(Param::Int(*id));
-            }
-            delete.sql(")").execute(tx).await?;
-        }
-        for step in &batch.steps {
-            if let Some(run) = &step.create {
-                Self::insert_run(tx, run, node).await?;
-            }
-            Self::advance_run(tx, node, step).await?;
-        }
-
-        let events: Vec<(&str, &Event)> = batch
-            .steps
-            .iter()
-            .flat_map(|s| s.events.iter().map(move |e| (s.run_id.as_str(), e)))
-            .collect();
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = Statement::new("INSERT INTO events (run_id, seq, event) VALUES ");
-            for (n, (run_id, event)) in chunk.iter().enumerate() {
-                let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
-                insert
-                    .sep(n, ", ")
-                    .sql("(")
-                    .param(Param::Text((*run_id).to_owned()))
-                    .sql(", ")
-                    .param(Param::Int(i(event.seq)))
-                    .sql(", ")
-                    .param(Param::Text(json))
-                    .sql(")");
-            }
-            insert.execute(tx).await?;
-        }
-
-        let tasks: Vec<(&str, &NewTask)> = batch
-            .steps
-            .iter()
-            .flat_map(|s| s.new_tasks.iter().map(move |t| (s.run_id.as_str(), t)))
-            .collect();
-        for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
-            let mut insert = Statement::new(
-                "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
-                 activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context, \
-                 start_within_ms, lease_until_ms, claimed_at_ms, claim_secret) VALUES ",
-            );
-            for (n, (run_id, task)) in chunk.iter().enumerate() {
-                let options =
-                    serde_json::to_string(&task.options).map_err(|e| corrupt("options", e))?;
-                insert
-                    .sep(n, ", ")
-                    .sql("(")
-                    .param(Param::Text(format!("{run_id}/{}", task.handle)))
-                    .sql(", ")
-                    .param(Param::Text((*run_id).to_owned()))
-                    .sql(", ")
-                    .param(Param::Text(task.workflow_id.clone()))
-                    .sql(", ")
-                    .param(Param::Int(i64::from(task.handle)))
-                    .sql(", ")
-                    .param(Param::Text(task.task_queue.clone()))
-                    .sql(", ")
-                    .param(Param::Text(task.activity_name.clone()))
-                    .sql(", ")
-                    .param(Param::Blob(task.input.0.clone()))
-                    .sql(", ")
-                    .param(Param::Text(options))
-                    .sql(", 1, ")
-                    .param(Param::Int(i(task.scheduled_at_ms)))
-                    .sql(", ")
-                    .param(Param::Int(i(task.scheduled_at_ms)))
-                    .sql(", ")
-                    .param(Param::NullableInt(attempt_lease_ms(&task.options).map(i)))
-                    .sql(", ")
-                    .param(Param::NullableText(task.trace_context.clone()))
-                    .sql(", ")
-                    .param(Param::NullableInt(
-                        task.options.schedule_to_start_timeout_ms.map(i),
-                    ))
-                    .sql(", ")
-                    .param(Param::NullableInt(
-                        task.claim.as_ref().map(|c| i(c.lease_until_ms)),
-                    ))
-                    .sql(", ")
-                    .param(Param::NullableInt(
-                        task.claim.as_ref().map(|c| i(c.claimed_at_ms)),
-                    ))
-                    .sql(", ")
-                    .param(Param::NullableText(
-                        task.claim.as_ref().map(|c| c.secret.clone()),
-                    ))
-                    .sql(")");
-            }
-            insert.execute(tx).await?;
-        }
-
-        let timers: Vec<&TimerRecord> = batch.steps.iter().flat_map(|s| &s.new_timers).collect();
-        for chunk in timers.chunks(ROWS_PER_STATEMENT) {
-            let mut insert =
-                Statement::new("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ");
-            for (n, timer) in chunk.iter().enumerate() {
-                insert
-                    .sep(n, ", ")
-                    .sql("(")
-                    .param(Param::Text(timer.run_id.clone()))
-                    .sql(", ")
-                    .param(Param::Int(i64::from(timer.handle)))
-                    .sql(", ")
-                    .param(Param::Int(i(timer.fire_at_ms)))
-                    .sql(")");
-            }
-            insert.execute(tx).await?;
-        }
-
-        // Deletes come after the inserts: a task scheduled and cancelled in one batch goes.
-        let done_tasks: Vec<&String> = batch.steps.iter().flat_map(|s| &s.done_tasks).collect();
-        for chunk in done_tasks.chunks(ROWS_PER_STATEMENT) {
-            let mut delete = Statement::new("DELETE FROM activity_tasks WHERE task_id IN (");
-            for (n, task_id) in chunk.iter().enumerate() {
-                delete.sep(n, ", ").param(Param::Text((*task_id).clone()));
-            }
-            delete.sql(")").execute(tx).await?;
-        }
-        let done_timers: Vec<(&str, u32)> = batch
-            .steps
-            .iter()
-            .flat_map(|s| s.done_timers.iter().map(move |h| (s.run_id.as_str(), *h)))
-            .collect();
-        for chunk in done_timers.chunks(ROWS_PER_STATEMENT) {
-            let mut delete = Statement::new("DELETE FROM timers WHERE ");
-            for (n, (run_id, handle)) in chunk.iter().enumerate() {
-                delete
-                    .sep(n, " OR ")
-                    .sql("(run_id = ")
-                    .param(Param::Text((*run_id).to_owned()))
-                    .sql(" AND handle = ")
-                    .param(Param::Int(i64::from(*handle)))
-                    .sql(")");
-            }
-            delete.execute(tx).await?;
-        }
-        // A closed run keeps no pending work.
-        let closed: Vec<&str> = batch
-            .steps
-            .iter()
-            .filter(|s| s.close.is_some())
-            .map(|s| s.run_id.as_str())
-            .collect();
-        for chunk in closed.chunks(ROWS_PER_STATEMENT) {
-            for table in ["activity_tasks", "timers"] {
-                let mut delete = Statement::new(&format!("DELETE FROM {table} WHERE run_id IN ("));
-                for (n, run_id) in chunk.iter().enumerate() {
-                    delete.sep(n, ", ").param(Param::Text((*run_id).to_owned()));
+        for planned in batch_statements(batch)? {
+            match planned {
+                BatchStatement::Write(statement) => {
+                    statement.execute(tx).await?;
                 }
-                delete.sql(")").execute(tx).await?;
+                BatchStatement::CreateRun {
+                    statement,
+                    workflow_id,
+                } => match statement.query().execute(&mut **tx).await {
+                    // The running run's id is looked up by `commit` once this (on PostgreSQL,
+                    // aborted) transaction is gone.
+                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                        return Err(StoreError::AlreadyRunning {
+                            workflow_id,
+                            run_id: String::new(),
+                        });
+                    }
+                    other => {
+                        other?;
+                    }
+                },
+                BatchStatement::AdvanceRun {
+                    statement,
+                    run_id,
+                    first,
+                } => {
+                    if statement.execute(tx).await? != 1 {
+                        let row = run_state(&run_id).query().fetch_optional(&mut **tx).await?;
+                        let state = row
+                            .map(|row| -> Result<_, StoreError> {
+                                Ok((
+                                    row.int("history_length")?,
+                                    row.opt_text("owner")?,
+                                    row.text("status")?,
+                                ))
+                            })
+                            .transpose()?;
+                        return Err(not_advanced(&run_id, &batch.node, first, state));
+                    }
+                }
             }
         }
         Ok(())
     }
 
-    /// Advances a run's row past `step` (and closes it), if `node` owns it and its stored
-    /// history ends right before the step's first event: the fence and the contiguity
-    /// check in one statement.
-    async fn advance_run(
-        tx: &mut Transaction<'_, Any>,
-        node: &str,
-        step: &StepWrite,
-    ) -> Result<(), StoreError> {
-        let mut update = Statement::new("UPDATE runs SET history_length = ");
-        match step.events.last() {
-            Some(last) => update.param(Param::Int(i(last.seq))),
-            None => update.sql("history_length"),
-        };
-        if let Some(module_id) = &step.pin_module {
-            update
-                .sql(", module_id = ")
-                .param(Param::Text(module_id.clone()));
+    /// The runs a `SELECT` of whole runs finds (on SQLite, through its read thread).
+    async fn fetch_runs(&self, select: Statement) -> Result<Vec<RunRecord>, StoreError> {
+        if let Some(threads) = &self.threads {
+            return threads.runs(select).await;
         }
-        if let Some(close) = &step.close {
-            update
-                .sql(", status = ")
-                .param(Param::Text(close.status.as_str().to_owned()))
-                .sql(", output = ")
-                .param(Param::NullableBlob(
-                    close.output.as_ref().map(|p| p.0.clone()),
-                ))
-                .sql(", error_kind = ")
-                .param(Param::NullableText(
-                    close.error.as_ref().map(|e| e.kind.clone()),
-                ))
-                .sql(", error_message = ")
-                .param(Param::NullableText(
-                    close.error.as_ref().map(|e| e.message.clone()),
-                ))
-                .sql(", closed_at_ms = ")
-                .param(Param::Int(i(close.closed_at_ms)));
-        }
-        update
-            .sql(" WHERE run_id = ")
-            .param(Param::Text(step.run_id.clone()))
-            .sql(" AND owner = ")
-            .param(Param::Text(node.to_owned()))
-            .sql(" AND status = 'running'");
-        if let Some(first) = step.events.first() {
-            update
-                .sql(" AND history_length = ")
-                .param(Param::Int(i(first.seq.saturating_sub(1))));
-        }
-        if update.execute(tx).await? == 1 {
-            return Ok(());
-        }
-        // Say why: another owner, a gap in the history, or a closed run.
-        let row = sqlx::query("SELECT history_length, owner, status FROM runs WHERE run_id = $1")
-            .bind(&step.run_id)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let (stored, owner, status) = match &row {
-            Some(row) => (
-                u(row.try_get::<i32, _>("history_length")?.into()),
-                row.try_get::<Option<String>, _>("owner")?,
-                row.try_get::<String, _>("status")?,
-            ),
-            None => (0, None, String::new()),
-        };
-        if owner.as_deref() != Some(node) {
-            return Err(StoreError::NotOwner {
-                run_id: step.run_id.clone(),
-                node: node.to_owned(),
-            });
-        }
-        Err(StoreError::NotContiguous {
-            run_id: step.run_id.clone(),
-            stored,
-            first: step.events.first().map_or(stored + 1, |e| e.seq),
-            status,
-        })
+        let rows = select.query().fetch_all(&self.pool).await?;
+        rows.iter().map(run_from_row).collect()
     }
 
     async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
@@ -605,14 +816,17 @@ impl Store for SqlStore {
     }
 
     async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if let Some(threads) = &self.threads {
+            let statements = batch_statements(batch)?;
+            let gate = self.gate().await;
+            return threads.commit(statements, batch.node.clone(), gate).await;
+        }
         let (_gate, mut tx) = self.begin_write().await?;
         match Self::write_batch(&mut tx, batch).await {
             Ok(()) => {}
             Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
                 drop(tx);
-                let running = self
-                    .runs_where("workflow_id = $1 AND status = 'running'", &workflow_id)
-                    .await?;
+                let running = self.fetch_runs(running_run_of(&workflow_id)).await?;
                 return Err(StoreError::AlreadyRunning {
                     workflow_id,
                     run_id: running
@@ -628,17 +842,11 @@ impl Store for SqlStore {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        Ok(self.runs_where("run_id = $1", run_id).await?.pop())
+        Ok(self.fetch_runs(run_by_id(run_id)).await?.pop())
     }
 
     async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let rows = self
-            .runs_where(
-                "workflow_id = $1 ORDER BY started_at_ms DESC, run_number DESC LIMIT 1",
-                workflow_id,
-            )
-            .await?;
-        Ok(rows.into_iter().next())
+        Ok(self.fetch_runs(latest_run_of(workflow_id)).await?.pop())
     }
 
     async fn list_runs(
@@ -709,37 +917,28 @@ impl Store for SqlStore {
         default_lease_ms: u64,
         claim_secret: &str,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let lock = match self.dialect {
-            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
-            // SQLite has one writer at a time; the UPDATE is atomic.
-            Dialect::Sqlite => "",
-        };
-        let _gate = self.gate().await;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "UPDATE activity_tasks SET lease_until_ms = $3 + COALESCE(lease_ms, $1), claimed_at_ms = $3, \
-                 last_heartbeat_ms = NULL, claim_secret = $5 WHERE task_id IN ( \
-                 SELECT task_id FROM activity_tasks \
-                 WHERE task_queue = $2 AND lease_until_ms IS NULL AND visible_at_ms <= $3 \
-                 ORDER BY visible_at_ms LIMIT $4 {lock}) \
-             RETURNING {TASK_COLUMNS}"
-        )))
-        .bind(i(default_lease_ms))
-        .bind(task_queue)
-        .bind(i(now_ms))
-        .bind(i64::from(max))
-        .bind(claim_secret)
-        .fetch_all(&self.pool)
-        .await?;
+        let claim = claim_statement(
+            self.dialect,
+            task_queue,
+            max,
+            now_ms,
+            default_lease_ms,
+            claim_secret,
+        );
+        let gate = self.gate().await;
+        if let Some(threads) = &self.threads {
+            return threads.claim(claim, gate).await;
+        }
+        let rows = claim.query().fetch_all(&self.pool).await?;
         rows.iter().map(task_from_row).collect()
     }
 
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE task_id = $1"
-        )))
-        .bind(task_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let select = task_by_id(task_id);
+        if let Some(threads) = &self.threads {
+            return Ok(threads.tasks(select).await?.pop());
+        }
+        let row = select.query().fetch_optional(&self.pool).await?;
         row.as_ref().map(task_from_row).transpose()
     }
 

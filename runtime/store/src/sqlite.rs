@@ -6,6 +6,7 @@ use sqlx::any::AnyPoolOptions;
 
 use crate::StoreError;
 use crate::sql::{Dialect, SqlStore};
+use crate::sqlite_thread::SqliteThreads;
 
 /// Opens (creating if missing) the SQLite database at `url` (`sqlite:path` or a bare path)
 /// and applies the migrations.
@@ -29,5 +30,6 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
         .connect(&url)
         .await?;
     sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(SqlStore::new(pool, Dialect::Sqlite))
+    let threads = SqliteThreads::open(path)?;
+    Ok(SqlStore::new(pool, Dialect::Sqlite, Some(threads)))
 }

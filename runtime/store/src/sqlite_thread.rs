@@ -1,0 +1,265 @@
+//! SQLite's hot path on threads of its own: one thread owns a write connection and one a
+//! read connection, and each takes a whole call (a batch commit, a claim, a lookup) per
+//! message.
+//!
+//! Why: sqlx's SQLite driver also runs each connection on a thread, but it hands every
+//! statement and every row across with a channel message and a wake-up, and a batch of a
+//! hundred steps is a few hundred statements. `perf` on the server put a quarter of its time
+//! in those hand-offs. Here a batch crosses once each way. The statements are the ones the
+//! sqlx path runs (`sql::batch_statements` and friends), prepared once and cached.
+//!
+//! Only the calls made per workflow go here (commit, claim, and the run and task lookups);
+//! the rest stay on sqlx's pool. Both write through the store's one write gate, so SQLite
+//! sees one writer at a time either way.
+
+use std::sync::mpsc;
+
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use tokio::sync::oneshot;
+
+use crate::StoreError;
+use crate::model::{RunRecord, TaskRecord};
+use crate::sql::{self, BatchStatement, Columns, Param, Statement};
+
+/// Statements kept prepared per connection: the batch's multi-row statements differ in
+/// text by their row count, so a busy server uses a few dozen.
+const PREPARED_STATEMENTS: usize = 128;
+
+/// The store's write gate, held (`sql::SqlStore`'s `gate`).
+pub(crate) type WriteGate = Option<tokio::sync::OwnedMutexGuard<()>>;
+
+type Job = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// One connection, owned by one thread, that runs the closures sent to it in order.
+#[derive(Debug)]
+struct ConnectionThread {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl ConnectionThread {
+    fn open(path: &str, name: &str, flags: OpenFlags) -> Result<Self, StoreError> {
+        let connection = Connection::open_with_flags(path, flags)?;
+        // As the sqlx pool's connections (`sqlite::open`): a commit is on disk when it returns.
+        connection.execute_batch(
+            "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
+        )?;
+        connection.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name(format!("weft-sqlite-{name}"))
+            .spawn(move || {
+                let mut connection = connection;
+                // Ends when every sender is gone: the store was dropped or closed.
+                for job in queue {
+                    job(&mut connection);
+                }
+            })
+            .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))?;
+        Ok(ConnectionThread { jobs })
+    }
+
+    /// Runs `f` on the connection's thread and waits for its answer.
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |connection| {
+            // The caller may have gone (its request was cancelled): the work stands anyway.
+            let _ = reply.send(f(connection));
+        });
+        let stopped = || StoreError::Unavailable("the SQLite connection thread stopped".into());
+        self.jobs.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+/// The write and read connections of one SQLite file.
+#[derive(Debug)]
+pub(crate) struct SqliteThreads {
+    writer: ConnectionThread,
+    reader: ConnectionThread,
+}
+
+impl SqliteThreads {
+    /// Opens both connections to the (already migrated) database file at `path`.
+    pub(crate) fn open(path: &str) -> Result<Self, StoreError> {
+        // Each connection is used by its one thread only.
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Ok(SqliteThreads {
+            writer: ConnectionThread::open(path, "writer", flags)?,
+            reader: ConnectionThread::open(path, "reader", flags)?,
+        })
+    }
+
+    /// [`crate::Store::commit`]: the whole batch in one `BEGIN IMMEDIATE` transaction,
+    /// under the store's write gate (`gate`), which is let go when the thread is done with
+    /// it, even if the caller stopped waiting.
+    /// `statements` are the batch's (`sql::batch_statements`, made by the caller so that the
+    /// writer thread only writes), `node` the node committing it.
+    pub(crate) async fn commit(
+        &self,
+        statements: Vec<BatchStatement>,
+        node: String,
+        gate: WriteGate,
+    ) -> Result<(), StoreError> {
+        self.writer
+            .call(move |connection| {
+                let _gate = gate;
+                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                for planned in statements {
+                    match planned {
+                        BatchStatement::Write(statement) => {
+                            execute(&tx, &statement)?;
+                        }
+                        BatchStatement::CreateRun {
+                            statement,
+                            workflow_id,
+                        } => match execute(&tx, &statement) {
+                            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
+                                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+                            {
+                                drop(tx);
+                                let running =
+                                    query(connection, &sql::running_run_of(&workflow_id))?;
+                                return Err(StoreError::AlreadyRunning {
+                                    workflow_id,
+                                    run_id: running
+                                        .first()
+                                        .map(|r| r.run_id.clone())
+                                        .unwrap_or_default(),
+                                });
+                            }
+                            other => {
+                                other?;
+                            }
+                        },
+                        BatchStatement::AdvanceRun {
+                            statement,
+                            run_id,
+                            first,
+                        } => {
+                            if execute(&tx, &statement)? != 1 {
+                                let state = rows(&tx, &sql::run_state(&run_id), |row| {
+                                    Ok((
+                                        row.int("history_length")?,
+                                        row.opt_text("owner")?,
+                                        row.text("status")?,
+                                    ))
+                                })?
+                                .pop();
+                                return Err(sql::not_advanced(&run_id, &node, first, state));
+                            }
+                        }
+                    }
+                }
+                tx.commit()?;
+                Ok(())
+            })
+            .await
+    }
+
+    /// [`crate::Store::claim_tasks`] on SQLite, under the write gate as `commit`.
+    pub(crate) async fn claim(
+        &self,
+        statement: Statement,
+        gate: WriteGate,
+    ) -> Result<Vec<TaskRecord>, StoreError> {
+        self.writer
+            .call(move |connection| {
+                let _gate = gate;
+                rows(connection, &statement, |row| sql::task_from_row(row))
+            })
+            .await
+    }
+
+    /// The runs a `SELECT` of whole runs finds.
+    pub(crate) async fn runs(&self, statement: Statement) -> Result<Vec<RunRecord>, StoreError> {
+        self.reader
+            .call(move |connection| query(connection, &statement))
+            .await
+    }
+
+    /// The tasks a `SELECT` of whole tasks finds.
+    pub(crate) async fn tasks(&self, statement: Statement) -> Result<Vec<TaskRecord>, StoreError> {
+        self.reader
+            .call(move |connection| rows(connection, &statement, |row| sql::task_from_row(row)))
+            .await
+    }
+}
+
+fn query(connection: &Connection, statement: &Statement) -> Result<Vec<RunRecord>, StoreError> {
+    rows(connection, statement, |row| sql::run_from_row(row))
+}
+
+/// Prepares (or takes from the cache) and binds a statement.
+fn prepare<'c>(
+    connection: &'c Connection,
+    statement: &Statement,
+) -> Result<rusqlite::CachedStatement<'c>, StoreError> {
+    let mut prepared = connection.prepare_cached(&statement.sql)?;
+    // `Statement` numbers its `$n` in order of appearance, which is how SQLite numbers them.
+    for (n, param) in statement.params.iter().enumerate() {
+        prepared.raw_bind_parameter(n + 1, Bound(param))?;
+    }
+    Ok(prepared)
+}
+
+/// Runs a statement; returns the rows it changed.
+fn execute(connection: &Connection, statement: &Statement) -> Result<usize, StoreError> {
+    Ok(prepare(connection, statement)?.raw_execute()?)
+}
+
+/// Runs a statement and reads each row it returns with `read`.
+fn rows<T>(
+    connection: &Connection,
+    statement: &Statement,
+    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    let mut prepared = prepare(connection, statement)?;
+    let mut rows = prepared.raw_query();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        out.push(read(row)?);
+    }
+    Ok(out)
+}
+
+/// A [`Param`] as rusqlite binds it.
+struct Bound<'p>(&'p Param);
+
+impl rusqlite::ToSql for Bound<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Param::Text(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+            Param::Int(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+            Param::Blob(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+            Param::NullableText(v) => match v {
+                Some(v) => ToSqlOutput::Borrowed(ValueRef::Text(v.as_bytes())),
+                None => ToSqlOutput::Owned(Value::Null),
+            },
+            Param::NullableInt(v) => match v {
+                Some(v) => ToSqlOutput::Owned(Value::Integer(*v)),
+                None => ToSqlOutput::Owned(Value::Null),
+            },
+            Param::NullableBlob(v) => match v {
+                Some(v) => ToSqlOutput::Borrowed(ValueRef::Blob(v)),
+                None => ToSqlOutput::Owned(Value::Null),
+            },
+        })
+    }
+}
+
+impl Columns for rusqlite::Row<'_> {
+    fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        Ok(self.get(name)?)
+    }
+    fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(name)?)
+    }
+}
