@@ -7,7 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 rounds=${3:-1}
-components=$(dirname "$(ls target/debug/build/weft-tests-*/out/guests/hello-activity.wasm | head -1)")
+# The guests `weft build guest-examples` made, else the ones the test build made.
+components=guest-examples/target/components
+[ -f "$components/edge-cases.wasm" ] ||
+  components=$(dirname "$(ls target/debug/build/weft-tests-*/out/guests/hello-activity.wasm | head -1)")
 dir=$(mktemp -d)
 bench() { # binary label server-url args...
   local weft=$1 label=$2 url=$3; shift 3
