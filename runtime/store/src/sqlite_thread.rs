@@ -216,15 +216,39 @@ fn execute(connection: &Connection, statement: &Statement) -> Result<usize, Stor
 fn rows<T>(
     connection: &Connection,
     statement: &Statement,
-    read: impl Fn(&rusqlite::Row<'_>) -> Result<T, StoreError>,
+    read: impl Fn(&Named<'_, '_>) -> Result<T, StoreError>,
 ) -> Result<Vec<T>, StoreError> {
     let mut prepared = prepare(connection, statement)?;
+    // Looked up once per statement: rusqlite finds a column by name through SQLite's C API
+    // and a case-insensitive compare per column, per lookup (3 % of the server in `perf`).
+    let names: Vec<String> = prepared
+        .column_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
     let mut rows = prepared.raw_query();
     let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        out.push(read(row)?);
+        out.push(read(&Named { row, names: &names })?);
     }
     Ok(out)
+}
+
+/// A row with its statement's column names.
+struct Named<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    names: &'r [String],
+}
+
+impl Named<'_, '_> {
+    fn get<T: rusqlite::types::FromSql>(&self, name: &str) -> Result<T, StoreError> {
+        let index = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .ok_or(rusqlite::Error::InvalidColumnName(name.to_owned()))?;
+        Ok(self.row.get(index)?)
+    }
 }
 
 /// A [`Param`] as rusqlite binds it.
@@ -252,14 +276,14 @@ impl rusqlite::ToSql for Bound<'_> {
     }
 }
 
-impl Columns for rusqlite::Row<'_> {
+impl Columns for Named<'_, '_> {
     fn opt_text(&self, name: &str) -> Result<Option<String>, StoreError> {
-        Ok(self.get(name)?)
+        self.get(name)
     }
     fn opt_int(&self, name: &str) -> Result<Option<i64>, StoreError> {
-        Ok(self.get(name)?)
+        self.get(name)
     }
     fn opt_blob(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(name)?)
+        self.get(name)
     }
 }
