@@ -668,9 +668,11 @@ impl SqlStore {
         }
     }
 
-    /// Closes the pool's connections, after the calls in flight end. SQLite's connection
-    /// threads end when the last clone of the store is dropped.
+    /// Closes every connection, after the calls in flight end.
     pub async fn close(&self) {
+        if let Some(threads) = &self.threads {
+            threads.close().await;
+        }
         self.pool.close().await;
     }
 

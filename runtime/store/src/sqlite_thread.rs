@@ -31,10 +31,16 @@ pub(crate) type WriteGate = Option<tokio::sync::OwnedMutexGuard<()>>;
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
+enum Message {
+    Run(Job),
+    /// Close the connection and end the thread, then say so.
+    Stop(oneshot::Sender<()>),
+}
+
 /// One connection, owned by one thread, that runs the closures sent to it in order.
 #[derive(Debug)]
 struct ConnectionThread {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Message>,
 }
 
 impl ConnectionThread {
@@ -45,14 +51,21 @@ impl ConnectionThread {
             "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;",
         )?;
         connection.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Message>();
         std::thread::Builder::new()
             .name(format!("weft-sqlite-{name}"))
             .spawn(move || {
                 let mut connection = connection;
-                // Ends when every sender is gone: the store was dropped or closed.
-                for job in queue {
-                    job(&mut connection);
+                // Ends when the store is closed or every sender is gone (the store dropped).
+                for message in queue {
+                    match message {
+                        Message::Run(job) => job(&mut connection),
+                        Message::Stop(done) => {
+                            drop(connection);
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
                 }
             })
             .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))?;
@@ -70,9 +83,19 @@ impl ConnectionThread {
             // The caller may have gone (its request was cancelled): the work stands anyway.
             let _ = reply.send(f(connection));
         });
-        let stopped = || StoreError::Unavailable("the SQLite connection thread stopped".into());
-        self.jobs.send(job).map_err(|_| stopped())?;
+        let stopped = || {
+            StoreError::Unavailable("the SQLite connection thread stopped (store closed)".into())
+        };
+        self.jobs.send(Message::Run(job)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Closes the connection once the calls sent before are done.
+    async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.jobs.send(Message::Stop(done)).is_ok() {
+            let _ = closed.await;
+        }
     }
 }
 
@@ -92,6 +115,12 @@ impl SqliteThreads {
             writer: ConnectionThread::open(path, "writer", flags)?,
             reader: ConnectionThread::open(path, "reader", flags)?,
         })
+    }
+
+    /// Closes both connections (calls after this fail with [`StoreError::Unavailable`]).
+    pub(crate) async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
     }
 
     /// [`crate::Store::commit`]: the whole batch in one `BEGIN IMMEDIATE` transaction,

@@ -808,3 +808,27 @@ async fn a_task_no_worker_took_in_time_is_found_until_one_takes_it() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_closed_store_refuses_calls_and_its_commits_stay() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        store
+            .commit(&creating(run("r1", "wf", 10), first_step("r1")))
+            .await
+            .unwrap();
+        let other = store.clone();
+        store.close().await;
+        // Every clone shares the connections: none of them writes or reads any more.
+        let err = other
+            .commit(&creating(run("r2", "wf2", 11), first_step("r2")))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, StoreError::Unavailable(_) | StoreError::Database(_)),
+            "{err}"
+        );
+        assert!(other.run("r1").await.is_err(), "a read after close fails");
+    })
+    .await;
+}
