@@ -810,7 +810,7 @@ async fn a_task_no_worker_took_in_time_is_found_until_one_takes_it() {
 }
 
 #[tokio::test]
-async fn a_closed_store_refuses_calls_and_its_commits_stay() {
+async fn a_closed_store_refuses_calls_from_every_clone() {
     on_every_backend(|store| async move {
         with_module(&store).await;
         store
