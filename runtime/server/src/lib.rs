@@ -118,6 +118,34 @@ pub struct ServerConfig {
     pub cert_roles: Vec<auth::CertRole>,
 }
 
+/// Instance slots the server's engine pools beyond one per cached run: runs being stepped,
+/// queries and replays.
+const POOL_HEADROOM: u32 = 1_024;
+
+/// The server's engine: instance memory pooled (a slot per cached run plus
+/// [`POOL_HEADROOM`]) unless the configuration chose, or the address space cannot hold the
+/// pool, in which case instances are allocated on demand.
+fn server_engine(config: &ServerConfig) -> Result<Engine, weft_engine::EngineError> {
+    if config.engine.pooling_instances.is_some() {
+        return Engine::new(config.engine.clone());
+    }
+    let slots = u32::try_from(config.max_cached_runs)
+        .unwrap_or(u32::MAX)
+        .saturating_add(POOL_HEADROOM);
+    let pooled = EngineConfig {
+        pooling_instances: Some(slots),
+        ..config.engine.clone()
+    };
+    match Engine::new(pooled) {
+        Ok(engine) => Ok(engine),
+        Err(error) => {
+            tracing::warn!(%error, slots,
+                "cannot reserve the instance pool; allocating instances on demand (lower --max-cached-runs to pool)");
+            Engine::new(config.engine.clone())
+        }
+    }
+}
+
 /// Limits on callers (per-run limits are in [`weft_engine::EngineConfig::limits`]).
 #[derive(Clone, Debug)]
 pub struct ApiLimits {
@@ -367,7 +395,7 @@ pub async fn serve(
                 error,
             }
         })?);
-    let engine = Engine::new(config.engine.clone())?;
+    let engine = server_engine(&config)?;
     let node = config
         .node_id
         .clone()

@@ -13,8 +13,24 @@ use crate::model::*;
 use crate::sqlite_thread::SqliteThreads;
 use crate::{Store, StoreError};
 
-/// Rows per multi-row statement: far below both backends' limits on bound parameters.
-const ROWS_PER_STATEMENT: usize = 500;
+/// Most rows in one multi-row statement: a power of two, far below both backends' limits on
+/// bound parameters.
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `rows` into runs of power-of-two length, largest first (37 rows: 32, 4, 1). A
+/// multi-row statement's text then takes one of a few shapes, which both drivers keep
+/// prepared, instead of a new text (parsed and planned again) for every count of rows.
+fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let take = ROWS_PER_STATEMENT.min(1 << rows.len().ilog2());
+        let (chunk, rest) = rows.split_at(take);
+        rows = rest;
+        Some(chunk)
+    })
+}
 
 /// A value bound to a statement built at run time.
 pub(crate) enum Param {
@@ -297,9 +313,9 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
             .sql(")");
         out.push(BatchStatement::Write(insert));
     }
-    if !batch.inbox_done.is_empty() {
+    for chunk in statement_chunks(&batch.inbox_done) {
         let mut delete = Statement::new("DELETE FROM inbox WHERE id IN (");
-        for (n, id) in batch.inbox_done.iter().enumerate() {
+        for (n, id) in chunk.iter().enumerate() {
             delete.sep(n, ", ").param(Param::Int(*id));
         }
         delete.sql(")");
@@ -324,7 +340,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .iter()
         .flat_map(|s| s.events.iter().map(move |e| (s.run_id.as_str(), e)))
         .collect();
-    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&events) {
         let mut insert = Statement::new("INSERT INTO events (run_id, seq, event) VALUES ");
         for (n, (run_id, event)) in chunk.iter().enumerate() {
             let json = serde_json::to_string(event).map_err(|e| corrupt("event", e))?;
@@ -346,7 +362,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .iter()
         .flat_map(|s| s.new_tasks.iter().map(move |t| (s.run_id.as_str(), t)))
         .collect();
-    for chunk in tasks.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&tasks) {
         let mut insert = Statement::new(
             "INSERT INTO activity_tasks (task_id, run_id, workflow_id, handle, task_queue, \
              activity_name, input, options, attempt, scheduled_at_ms, visible_at_ms, lease_ms, trace_context, \
@@ -403,7 +419,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
     }
 
     let timers: Vec<&TimerRecord> = batch.steps.iter().flat_map(|s| &s.new_timers).collect();
-    for chunk in timers.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&timers) {
         let mut insert = Statement::new("INSERT INTO timers (run_id, handle, fire_at_ms) VALUES ");
         for (n, timer) in chunk.iter().enumerate() {
             insert
@@ -421,7 +437,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
 
     // Deletes come after the inserts: a task scheduled and cancelled in one batch goes.
     let done_tasks: Vec<&String> = batch.steps.iter().flat_map(|s| &s.done_tasks).collect();
-    for chunk in done_tasks.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&done_tasks) {
         let mut delete = Statement::new("DELETE FROM activity_tasks WHERE task_id IN (");
         for (n, task_id) in chunk.iter().enumerate() {
             delete.sep(n, ", ").param(Param::Text((*task_id).clone()));
@@ -434,7 +450,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .iter()
         .flat_map(|s| s.done_timers.iter().map(move |h| (s.run_id.as_str(), *h)))
         .collect();
-    for chunk in done_timers.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&done_timers) {
         let mut delete = Statement::new("DELETE FROM timers WHERE ");
         for (n, (run_id, handle)) in chunk.iter().enumerate() {
             delete
@@ -454,7 +470,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .filter(|s| s.close.is_some())
         .map(|s| s.run_id.as_str())
         .collect();
-    for chunk in closed.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_chunks(&closed) {
         for table in ["activity_tasks", "timers"] {
             let mut delete = Statement::new(&format!("DELETE FROM {table} WHERE run_id IN ("));
             for (n, run_id) in chunk.iter().enumerate() {
@@ -1436,5 +1452,29 @@ impl Store for SqlStore {
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statement_chunks_cover_the_rows_in_power_of_two_runs() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..1_100usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<&[usize]> = statement_chunks(&rows).collect();
+            assert_eq!(chunks.concat(), rows, "{n} rows");
+            for pair in chunks.windows(2) {
+                assert!(pair[0].len() >= pair[1].len(), "{n} rows: largest first");
+            }
+            for chunk in chunks {
+                assert!(chunk.len().is_power_of_two() && chunk.len() <= ROWS_PER_STATEMENT);
+                shapes.insert(chunk.len());
+            }
+        }
+        // 1, 2, 4, ... 256: every count of rows is written with nine statement texts.
+        assert_eq!(shapes.len(), 9);
     }
 }

@@ -22,9 +22,10 @@ use crate::StoreError;
 use crate::model::{RunRecord, TaskRecord};
 use crate::sql::{self, BatchStatement, Columns, Param, Statement};
 
-/// Statements kept prepared per connection: the batch's multi-row statements differ in
-/// text by their row count, so a busy server uses a few dozen.
-const PREPARED_STATEMENTS: usize = 128;
+/// Statements kept prepared per connection: a batch's multi-row statements take one of nine
+/// row counts (`sql::statement_chunks`) for each of eight kinds, with the updates and reads
+/// about a hundred shapes in all.
+const PREPARED_STATEMENTS: usize = 256;
 
 /// The store's write gate, held (`sql::SqlStore`'s `gate`).
 pub(crate) type WriteGate = Option<tokio::sync::OwnedMutexGuard<()>>;
