@@ -1,6 +1,7 @@
 //! The store's queries, written once for both backends through sqlx's `Any` driver. Where
 //! the dialects differ (claiming tasks) [`Dialect`] says how.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -278,24 +279,31 @@ fn timer_from_row(row: &AnyRow) -> Result<TimerRecord, StoreError> {
 pub(crate) enum BatchStatement {
     /// Any outcome is fine.
     Write(Statement),
-    /// Inserts a run: a unique violation means the workflow id has a running run
-    /// ([`StoreError::AlreadyRunning`]).
-    CreateRun {
+    /// Inserts runs, skipping any that conflicts: it must insert one row per run, or the
+    /// batch fails ([`not_created`] says why: the workflow id has a running run,
+    /// [`StoreError::AlreadyRunning`], or the run exists already).
+    CreateRuns {
         statement: Statement,
-        workflow_id: String,
+        runs: Vec<Create>,
     },
-    /// Fences and advances a run: it must change exactly one row, or the batch fails
-    /// ([`not_advanced`] says why).
-    AdvanceRun {
+    /// Fences and advances runs (each with the first seq of its step's events): it must
+    /// change one row per run, or the batch fails ([`first_not_advanced`] finds which run,
+    /// [`not_advanced`] says why).
+    AdvanceRuns {
         statement: Statement,
-        run_id: String,
-        first: Option<u64>,
+        runs: Vec<Advance>,
     },
 }
 
-/// The statements that write a batch, in order: per step, its run row (created, or fenced
-/// and advanced); then every step's events, tasks and timers in a few multi-row statements;
-/// then the rows the steps finished. Statement count grows with runs, not with events.
+/// The statements that write a batch, in order: the run rows (created, or fenced and
+/// advanced); then every step's events, tasks and timers in a few multi-row statements; then
+/// the rows the steps finished. A created run left running is inserted with its step's
+/// length. A run stepped once in the batch, and not created by it, is
+/// advanced by a multi-row `UPDATE` with the other such runs (closes before everything else,
+/// so a run of the same workflow id created further on finds none running; plain advances
+/// after); the other steps write their run row one statement each, in order. Statement count
+/// grows with created runs, not with events or other steps: on PostgreSQL each is a round
+/// trip.
 pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, StoreError> {
     let node = batch.node.as_str();
     let mut out = Vec::new();
@@ -321,18 +329,60 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         delete.sql(")");
         out.push(BatchStatement::Write(delete));
     }
+    let mut steps_of_run: HashMap<&str, usize> = HashMap::new();
     for step in &batch.steps {
+        *steps_of_run.entry(step.run_id.as_str()).or_default() += 1;
+    }
+    let grouped = |step: &StepWrite| {
+        step.create.is_none()
+            && step.pin_module.is_none()
+            && !step.events.is_empty()
+            && steps_of_run.get(step.run_id.as_str()) == Some(&1)
+    };
+    let (closes, advances): (Vec<&StepWrite>, Vec<&StepWrite>) = batch
+        .steps
+        .iter()
+        .filter(|s| grouped(s))
+        .partition(|s| s.close.is_some());
+    for chunk in statement_chunks(&closes) {
+        out.push(advance_runs(node, chunk));
+    }
+    // Created runs go in multi-row inserts of the runs created one after another, so a step
+    // written on its own stays in order with them.
+    let mut creates: Vec<(&RunRecord, u64)> = Vec::new();
+    for step in batch.steps.iter().filter(|s| !grouped(s)) {
         if let Some(run) = &step.create {
-            out.push(BatchStatement::CreateRun {
-                statement: insert_run(run, node),
-                workflow_id: run.workflow_id.clone(),
-            });
+            // A run that its step leaves running is inserted with the step's length: no fence
+            // to check on a row the batch makes. (One that closes at once is inserted running,
+            // then closed, so that the unique index still stops a second running run of its
+            // workflow id.)
+            if step.close.is_none()
+                && step.pin_module.is_none()
+                && step.events.first().is_none_or(|e| e.seq == 1)
+            {
+                creates.push((run, step.events.last().map_or(0, |e| e.seq)));
+                continue;
+            }
+            creates.push((run, 0));
         }
-        out.push(BatchStatement::AdvanceRun {
+        for chunk in statement_chunks(&creates) {
+            out.push(insert_runs(node, chunk));
+        }
+        creates.clear();
+        out.push(BatchStatement::AdvanceRuns {
             statement: advance_run(node, step),
-            run_id: step.run_id.clone(),
-            first: step.events.first().map(|e| e.seq),
+            runs: vec![Advance {
+                run_id: step.run_id.clone(),
+                first: step.events.first().map(|e| e.seq),
+                last: step.events.last().map(|e| e.seq),
+            }],
         });
+    }
+    for chunk in statement_chunks(&creates) {
+        out.push(insert_runs(node, chunk));
+    }
+    for chunk in statement_chunks(&advances) {
+        out.push(advance_runs(node, chunk));
     }
 
     let events: Vec<(&str, &Event)> = batch
@@ -483,43 +533,91 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
     Ok(out)
 }
 
-/// Inserts a new run, owned by `node`.
-fn insert_run(run: &RunRecord, node: &str) -> Statement {
-    let mut insert = Statement::new(&format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES ("));
-    insert
-        .param(Param::Text(run.run_id.clone()))
-        .sql(", ")
-        .param(Param::Text(run.workflow_id.clone()))
-        .sql(", ")
-        .param(Param::Text(run.workflow_type.clone()))
-        .sql(", ")
-        .param(Param::Text(run.task_queue.clone()))
-        .sql(", ")
-        .param(Param::Int(i64::from(run.run_number)))
-        .sql(", ")
-        .param(Param::Text(run.module_id.clone()))
-        .sql(", ")
-        .param(Param::Blob(run.input.0.clone()))
-        .sql(", ")
-        .param(Param::Int(i(run.seed)))
-        .sql(", ")
-        .param(Param::Text(RunStatus::Running.as_str().to_owned()))
-        .sql(", NULL, NULL, NULL, ")
-        .param(Param::Int(i(run.started_at_ms)))
-        .sql(", NULL, 0, ")
-        .param(Param::NullableText(
-            run.parent.as_ref().map(|(id, _)| id.clone()),
-        ))
-        .sql(", ")
-        .param(Param::NullableInt(
-            run.parent.as_ref().map(|(_, h)| i64::from(*h)),
-        ))
-        .sql(", ")
-        .param(Param::Text(node.to_owned()))
-        .sql(", ")
-        .param(Param::NullableText(run.trace_context.clone()))
-        .sql(")");
-    insert
+/// Inserts new running runs, owned by `node`, each with its history's length; a run whose
+/// workflow id has a running run, or whose id exists, is skipped (and the batch then fails).
+fn insert_runs(node: &str, runs: &[(&RunRecord, u64)]) -> BatchStatement {
+    let mut insert = Statement::new(&format!("INSERT INTO runs ({RUN_COLUMNS}) VALUES "));
+    for (n, (run, history_length)) in runs.iter().enumerate() {
+        insert
+            .sep(n, ", ")
+            .sql("(")
+            .param(Param::Text(run.run_id.clone()))
+            .sql(", ")
+            .param(Param::Text(run.workflow_id.clone()))
+            .sql(", ")
+            .param(Param::Text(run.workflow_type.clone()))
+            .sql(", ")
+            .param(Param::Text(run.task_queue.clone()))
+            .sql(", ")
+            .param(Param::Int(i64::from(run.run_number)))
+            .sql(", ")
+            .param(Param::Text(run.module_id.clone()))
+            .sql(", ")
+            .param(Param::Blob(run.input.0.clone()))
+            .sql(", ")
+            .param(Param::Int(i(run.seed)))
+            .sql(", ")
+            .param(Param::Text(RunStatus::Running.as_str().to_owned()))
+            .sql(", NULL, NULL, NULL, ")
+            .param(Param::Int(i(run.started_at_ms)))
+            .sql(", NULL, ")
+            .param(Param::Int(i(*history_length)))
+            .sql(", ")
+            .param(Param::NullableText(
+                run.parent.as_ref().map(|(id, _)| id.clone()),
+            ))
+            .sql(", ")
+            .param(Param::NullableInt(
+                run.parent.as_ref().map(|(_, h)| i64::from(*h)),
+            ))
+            .sql(", ")
+            .param(Param::Text(node.to_owned()))
+            .sql(", ")
+            .param(Param::NullableText(run.trace_context.clone()))
+            .sql(")");
+    }
+    insert.sql(" ON CONFLICT DO NOTHING");
+    BatchStatement::CreateRuns {
+        statement: insert,
+        runs: runs
+            .iter()
+            .map(|(run, _)| Create {
+                run_id: run.run_id.clone(),
+                workflow_id: run.workflow_id.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// A run a [`BatchStatement::CreateRuns`] inserts.
+pub(crate) struct Create {
+    pub(crate) run_id: String,
+    pub(crate) workflow_id: String,
+}
+
+/// Why a [`BatchStatement::CreateRuns`] inserted too few rows, from what the same
+/// transaction reads after it: per run, the running run of its workflow id
+/// ([`running_run_of`]), and the first run's [`run_state`]. The first run whose workflow id
+/// has another running run is [`StoreError::AlreadyRunning`]; else a run id was taken
+/// before this batch (ids are random: a batch written twice), reported on the first run.
+pub(crate) fn not_created(
+    node: &str,
+    runs: &[Create],
+    running: Vec<Option<String>>,
+    first_state: Option<RunState>,
+) -> StoreError {
+    for (run, running) in runs.iter().zip(running) {
+        if let Some(other) = running.filter(|id| *id != run.run_id) {
+            return StoreError::AlreadyRunning {
+                workflow_id: run.workflow_id.clone(),
+                run_id: other,
+            };
+        }
+    }
+    match runs.first() {
+        Some(run) => not_advanced(&run.run_id, node, Some(1), first_state),
+        None => StoreError::Unavailable("no run to create".into()),
+    }
 }
 
 /// Advances a run's row past `step` (and closes it), if `node` owns it and its stored
@@ -567,6 +665,101 @@ fn advance_run(node: &str, step: &StepWrite) -> Statement {
             .param(Param::Int(i(first.seq.saturating_sub(1))));
     }
     update
+}
+
+/// Advances runs that each have events, all closing or none and none re-pinned, with the
+/// fence of [`advance_run`]: one `UPDATE ... FROM (VALUES ...)`, which SQLite (3.33+) and
+/// PostgreSQL read alike (the rows' columns are `column1`, `column2`, ...).
+fn advance_runs(node: &str, steps: &[&StepWrite]) -> BatchStatement {
+    let closing = steps.first().is_some_and(|s| s.close.is_some());
+    let mut update = Statement::new("UPDATE runs SET history_length = v.column3");
+    if closing {
+        update.sql(
+            ", status = v.column4, output = v.column5, error_kind = v.column6, \
+             error_message = v.column7, closed_at_ms = v.column8",
+        );
+    }
+    update.sql(" FROM (VALUES ");
+    let mut runs = Vec::with_capacity(steps.len());
+    for (n, step) in steps.iter().enumerate() {
+        let first = step.events.first().map_or(0, |e| e.seq);
+        let last = step.events.last().map_or(0, |e| e.seq);
+        update
+            .sep(n, ", ")
+            .sql("(")
+            .param(Param::Text(step.run_id.clone()))
+            .sql(", ")
+            .param(Param::Int(i(first.saturating_sub(1))))
+            .sql(", ")
+            .param(Param::Int(i(last)));
+        if let Some(close) = &step.close {
+            update
+                .sql(", ")
+                .param(Param::Text(close.status.as_str().to_owned()))
+                .sql(", ")
+                .param(Param::NullableBlob(
+                    close.output.as_ref().map(|p| p.0.clone()),
+                ))
+                .sql(", ")
+                .param(Param::NullableText(
+                    close.error.as_ref().map(|e| e.kind.clone()),
+                ))
+                .sql(", ")
+                .param(Param::NullableText(
+                    close.error.as_ref().map(|e| e.message.clone()),
+                ))
+                .sql(", ")
+                .param(Param::Int(i(close.closed_at_ms)));
+        }
+        update.sql(")");
+        runs.push(Advance {
+            run_id: step.run_id.clone(),
+            first: Some(first),
+            last: Some(last),
+        });
+    }
+    update
+        .sql(") AS v WHERE runs.run_id = v.column1 AND runs.owner = ")
+        .param(Param::Text(node.to_owned()))
+        .sql(" AND runs.status = 'running' AND runs.history_length = v.column2");
+    BatchStatement::AdvanceRuns {
+        statement: update,
+        runs,
+    }
+}
+
+/// A run an [`BatchStatement::AdvanceRuns`] advances: the first and last seqs of its step's
+/// events (none for a step without events).
+pub(crate) struct Advance {
+    pub(crate) run_id: String,
+    pub(crate) first: Option<u64>,
+    pub(crate) last: Option<u64>,
+}
+
+/// The stored `(history_length, owner, status)` of a run ([`run_state`]).
+pub(crate) type RunState = (i64, Option<String>, String);
+
+/// Why an [`BatchStatement::AdvanceRuns`] changed too few rows, from the state of each of
+/// its runs read after it in the same transaction: the first run its statement did not
+/// advance (an advanced one shows this node and the step's last seq).
+pub(crate) fn first_not_advanced(
+    node: &str,
+    runs: &[Advance],
+    states: Vec<Option<RunState>>,
+) -> StoreError {
+    let single = runs.len() == 1;
+    for (run, state) in runs.iter().zip(states) {
+        let advanced = state.as_ref().is_some_and(|(length, owner, _)| {
+            owner.as_deref() == Some(node) && run.last.is_some_and(|last| u(*length) == last)
+        });
+        if single || !advanced {
+            return not_advanced(&run.run_id, node, run.first, state);
+        }
+    }
+    StoreError::Unavailable(format!(
+        "a fenced update of {} runs changed fewer rows than runs, yet each run shows its step; try again",
+        runs.len()
+    ))
 }
 
 /// What [`not_advanced`] needs to know of a run: `history_length`, `owner`, `status`.
@@ -714,6 +907,22 @@ impl SqlStore {
         Ok((gate, tx))
     }
 
+    /// A run's [`run_state`], read in `tx`.
+    async fn run_state_in(
+        tx: &mut Transaction<'_, Any>,
+        run_id: &str,
+    ) -> Result<Option<RunState>, StoreError> {
+        let row = run_state(run_id).query().fetch_optional(&mut **tx).await?;
+        row.map(|row| -> Result<_, StoreError> {
+            Ok((
+                row.int("history_length")?,
+                row.opt_text("owner")?,
+                row.text("status")?,
+            ))
+        })
+        .transpose()
+    }
+
     /// Writes a batch in `tx` through sqlx (PostgreSQL; SQLite's batches go to its
     /// connection thread, `sqlite_thread`).
     async fn write_batch(tx: &mut Transaction<'_, Any>, batch: &Batch) -> Result<(), StoreError> {
@@ -722,39 +931,32 @@ impl SqlStore {
                 BatchStatement::Write(statement) => {
                     statement.execute(tx).await?;
                 }
-                BatchStatement::CreateRun {
-                    statement,
-                    workflow_id,
-                } => match statement.query().execute(&mut **tx).await {
-                    // The running run's id is looked up by `commit` once this (on PostgreSQL,
-                    // aborted) transaction is gone.
-                    Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-                        return Err(StoreError::AlreadyRunning {
-                            workflow_id,
-                            run_id: String::new(),
-                        });
+                BatchStatement::CreateRuns { statement, runs } => {
+                    if statement.execute(tx).await? != runs.len() as u64 {
+                        let mut running = Vec::with_capacity(runs.len());
+                        for run in &runs {
+                            let found = running_run_of(&run.workflow_id)
+                                .query()
+                                .fetch_all(&mut **tx)
+                                .await?;
+                            let found: Vec<RunRecord> =
+                                found.iter().map(run_from_row).collect::<Result<_, _>>()?;
+                            running.push(found.into_iter().next().map(|r| r.run_id));
+                        }
+                        let first_state = match runs.first() {
+                            Some(run) => Self::run_state_in(tx, &run.run_id).await?,
+                            None => None,
+                        };
+                        return Err(not_created(&batch.node, &runs, running, first_state));
                     }
-                    other => {
-                        other?;
-                    }
-                },
-                BatchStatement::AdvanceRun {
-                    statement,
-                    run_id,
-                    first,
-                } => {
-                    if statement.execute(tx).await? != 1 {
-                        let row = run_state(&run_id).query().fetch_optional(&mut **tx).await?;
-                        let state = row
-                            .map(|row| -> Result<_, StoreError> {
-                                Ok((
-                                    row.int("history_length")?,
-                                    row.opt_text("owner")?,
-                                    row.text("status")?,
-                                ))
-                            })
-                            .transpose()?;
-                        return Err(not_advanced(&run_id, &batch.node, first, state));
+                }
+                BatchStatement::AdvanceRuns { statement, runs } => {
+                    if statement.execute(tx).await? != runs.len() as u64 {
+                        let mut states = Vec::with_capacity(runs.len());
+                        for run in &runs {
+                            states.push(Self::run_state_in(tx, &run.run_id).await?);
+                        }
+                        return Err(first_not_advanced(&batch.node, &runs, states));
                     }
                 }
             }
@@ -840,21 +1042,7 @@ impl Store for SqlStore {
             return threads.commit(statements, batch.node.clone(), gate).await;
         }
         let (_gate, mut tx) = self.begin_write().await?;
-        match Self::write_batch(&mut tx, batch).await {
-            Ok(()) => {}
-            Err(StoreError::AlreadyRunning { workflow_id, .. }) => {
-                drop(tx);
-                let running = self.fetch_runs(running_run_of(&workflow_id)).await?;
-                return Err(StoreError::AlreadyRunning {
-                    workflow_id,
-                    run_id: running
-                        .first()
-                        .map(|r| r.run_id.clone())
-                        .unwrap_or_default(),
-                });
-            }
-            Err(other) => return Err(other),
-        }
+        Self::write_batch(&mut tx, batch).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -144,43 +144,27 @@ impl SqliteThreads {
                         BatchStatement::Write(statement) => {
                             execute(&tx, &statement)?;
                         }
-                        BatchStatement::CreateRun {
-                            statement,
-                            workflow_id,
-                        } => match execute(&tx, &statement) {
-                            Err(StoreError::Sqlite(rusqlite::Error::SqliteFailure(e, _)))
-                                if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
-                            {
-                                drop(tx);
-                                let running =
-                                    query(connection, &sql::running_run_of(&workflow_id))?;
-                                return Err(StoreError::AlreadyRunning {
-                                    workflow_id,
-                                    run_id: running
-                                        .first()
-                                        .map(|r| r.run_id.clone())
-                                        .unwrap_or_default(),
-                                });
+                        BatchStatement::CreateRuns { statement, runs } => {
+                            if execute(&tx, &statement)? != runs.len() {
+                                let mut running = Vec::with_capacity(runs.len());
+                                for run in &runs {
+                                    let found = query(&tx, &sql::running_run_of(&run.workflow_id))?;
+                                    running.push(found.into_iter().next().map(|r| r.run_id));
+                                }
+                                let first_state = match runs.first() {
+                                    Some(run) => run_state(&tx, &run.run_id)?,
+                                    None => None,
+                                };
+                                return Err(sql::not_created(&node, &runs, running, first_state));
                             }
-                            other => {
-                                other?;
-                            }
-                        },
-                        BatchStatement::AdvanceRun {
-                            statement,
-                            run_id,
-                            first,
-                        } => {
-                            if execute(&tx, &statement)? != 1 {
-                                let state = rows(&tx, &sql::run_state(&run_id), |row| {
-                                    Ok((
-                                        row.int("history_length")?,
-                                        row.opt_text("owner")?,
-                                        row.text("status")?,
-                                    ))
-                                })?
-                                .pop();
-                                return Err(sql::not_advanced(&run_id, &node, first, state));
+                        }
+                        BatchStatement::AdvanceRuns { statement, runs } => {
+                            if execute(&tx, &statement)? != runs.len() {
+                                let mut states = Vec::with_capacity(runs.len());
+                                for run in &runs {
+                                    states.push(run_state(&tx, &run.run_id)?);
+                                }
+                                return Err(sql::first_not_advanced(&node, &runs, states));
                             }
                         }
                     }
@@ -240,6 +224,18 @@ fn prepare<'c>(
 /// Runs a statement; returns the rows it changed.
 fn execute(connection: &Connection, statement: &Statement) -> Result<usize, StoreError> {
     Ok(prepare(connection, statement)?.raw_execute()?)
+}
+
+/// A run's [`sql::run_state`].
+fn run_state(connection: &Connection, run_id: &str) -> Result<Option<sql::RunState>, StoreError> {
+    Ok(rows(connection, &sql::run_state(run_id), |row| {
+        Ok((
+            row.int("history_length")?,
+            row.opt_text("owner")?,
+            row.text("status")?,
+        ))
+    })?
+    .pop())
 }
 
 /// Runs a statement and reads each row it returns with `read`.
