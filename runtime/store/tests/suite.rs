@@ -832,3 +832,98 @@ async fn a_closed_store_refuses_calls_from_every_clone() {
     })
     .await;
 }
+
+/// A step that closes `run_id` as completed with its event `seq`.
+fn completing(run_id: &str, seq: u64) -> StepWrite {
+    StepWrite {
+        run_id: run_id.into(),
+        events: vec![event(
+            seq,
+            EventKind::RunCompleted {
+                output: Payload::from("1"),
+            },
+        )],
+        close: Some(RunClose {
+            status: RunStatus::Completed,
+            output: Some(Payload::from("1")),
+            error: None,
+            closed_at_ms: 20,
+        }),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_batch_of_many_runs_writes_each_step_in_order() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        for (run_id, workflow_id) in [("r1", "wf1"), ("r2", "wf2")] {
+            store
+                .commit(&creating(run(run_id, workflow_id, 10), first_step(run_id)))
+                .await
+                .unwrap();
+        }
+        let created = |run_id: &str, workflow_id: &str, first: StepWrite| StepWrite {
+            create: Some(run(run_id, workflow_id, 30)),
+            ..first
+        };
+        let mut closes_at_once = created("r5", "wf5", first_step("r5"));
+        closes_at_once.events.extend(completing("r5", 4).events);
+        closes_at_once.close = completing("r5", 4).close;
+        // Closes, plain advances, created runs (one of the workflow id closed before it,
+        // one stepped twice, one closed at once), in one batch.
+        store
+            .commit(&batch(vec![
+                completing("r1", 4),
+                created("r3", "wf1", first_step("r3")),
+                timer_fired("r2"),
+                created("r4", "wf4", first_step("r4")),
+                timer_fired("r4"),
+                closes_at_once,
+            ]))
+            .await
+            .unwrap();
+        let length = |run_id: &'static str| {
+            let store = store.clone();
+            async move { store.history(run_id).await.unwrap().unwrap().events.len() }
+        };
+        assert_eq!(
+            [
+                length("r1").await,
+                length("r2").await,
+                length("r3").await,
+                length("r4").await,
+                length("r5").await
+            ],
+            [4, 4, 3, 4, 4]
+        );
+        let status = |run_id: &'static str| {
+            let store = store.clone();
+            async move { store.run(run_id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status("r1").await, RunStatus::Completed);
+        assert_eq!(status("r3").await, RunStatus::Running);
+        assert_eq!(status("r5").await, RunStatus::Completed);
+        assert_eq!(store.latest_run("wf1").await.unwrap().unwrap().run_id, "r3");
+
+        // One of three new runs has a running run of its workflow id: the error names both,
+        // and none of the three is written.
+        let err = store
+            .commit(&batch(vec![
+                created("r6", "wf6", first_step("r6")),
+                created("r7", "wf2", first_step("r7")),
+                created("r8", "wf8", first_step("r8")),
+            ]))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, StoreError::AlreadyRunning { workflow_id, run_id }
+                if workflow_id == "wf2" && run_id == "r2"),
+            "{err}"
+        );
+        for run_id in ["r6", "r7", "r8"] {
+            assert!(store.run(run_id).await.unwrap().is_none(), "{run_id}");
+        }
+    })
+    .await;
+}
