@@ -635,23 +635,17 @@ fn advance_run(node: &str, step: &StepWrite) -> Statement {
             .param(Param::Text(module_id.clone()));
     }
     if let Some(close) = &step.close {
-        update
-            .sql(", status = ")
-            .param(Param::Text(close.status.as_str().to_owned()))
-            .sql(", output = ")
-            .param(Param::NullableBlob(
-                close.output.as_ref().map(|p| p.0.clone()),
-            ))
-            .sql(", error_kind = ")
-            .param(Param::NullableText(
-                close.error.as_ref().map(|e| e.kind.clone()),
-            ))
-            .sql(", error_message = ")
-            .param(Param::NullableText(
-                close.error.as_ref().map(|e| e.message.clone()),
-            ))
-            .sql(", closed_at_ms = ")
-            .param(Param::Int(i(close.closed_at_ms)));
+        close_values(
+            &mut update,
+            close,
+            [
+                ", status = ",
+                ", output = ",
+                ", error_kind = ",
+                ", error_message = ",
+                ", closed_at_ms = ",
+            ],
+        );
     }
     update
         .sql(" WHERE run_id = ")
@@ -665,6 +659,21 @@ fn advance_run(node: &str, step: &StepWrite) -> Statement {
             .param(Param::Int(i(first.seq.saturating_sub(1))));
     }
     update
+}
+
+/// Appends what a close writes (status, output, error kind, error message, closed at), each
+/// value after its text in `before`.
+fn close_values(statement: &mut Statement, close: &RunClose, before: [&str; 5]) {
+    let values = [
+        Param::Text(close.status.as_str().to_owned()),
+        Param::NullableBlob(close.output.as_ref().map(|p| p.0.clone())),
+        Param::NullableText(close.error.as_ref().map(|e| e.kind.clone())),
+        Param::NullableText(close.error.as_ref().map(|e| e.message.clone())),
+        Param::Int(i(close.closed_at_ms)),
+    ];
+    for (sql, value) in before.into_iter().zip(values) {
+        statement.sql(sql).param(value);
+    }
 }
 
 /// Advances runs that each have events, all closing or none and none re-pinned, with the
@@ -693,23 +702,7 @@ fn advance_runs(node: &str, steps: &[&StepWrite]) -> BatchStatement {
             .sql(", ")
             .param(Param::Int(i(last)));
         if let Some(close) = &step.close {
-            update
-                .sql(", ")
-                .param(Param::Text(close.status.as_str().to_owned()))
-                .sql(", ")
-                .param(Param::NullableBlob(
-                    close.output.as_ref().map(|p| p.0.clone()),
-                ))
-                .sql(", ")
-                .param(Param::NullableText(
-                    close.error.as_ref().map(|e| e.kind.clone()),
-                ))
-                .sql(", ")
-                .param(Param::NullableText(
-                    close.error.as_ref().map(|e| e.message.clone()),
-                ))
-                .sql(", ")
-                .param(Param::Int(i(close.closed_at_ms)));
+            close_values(&mut update, close, [", "; 5]);
         }
         update.sql(")");
         runs.push(Advance {

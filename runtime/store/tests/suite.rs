@@ -221,22 +221,7 @@ async fn one_running_run_per_workflow_id() {
             "nothing of r2 was written"
         );
         store
-            .commit(&batch(vec![StepWrite {
-                run_id: "r1".into(),
-                events: vec![event(
-                    4,
-                    EventKind::RunCompleted {
-                        output: Payload::from("1"),
-                    },
-                )],
-                close: Some(RunClose {
-                    status: RunStatus::Completed,
-                    output: Some(Payload::from("1")),
-                    error: None,
-                    closed_at_ms: 20,
-                }),
-                ..Default::default()
-            }]))
+            .commit(&batch(vec![completing("r1", 4)]))
             .await
             .unwrap();
         store
