@@ -7,6 +7,10 @@
 # (e.g. bench/server-cpu.sh postgres 2 /tmp/weft-old target/release/weft)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ $# -lt 3 ] || { [ "$1" != sqlite ] && [ "$1" != postgres ]; }; then
+  echo "usage: bench/server-cpu.sh sqlite|postgres ROUNDS WEFT... (release weft binaries to compare)" >&2
+  exit 2
+fi
 backend=$1 rounds=$2; shift 2
 components=guest-examples/target/components
 [ -f "$components/edge-cases.wasm" ] ||
@@ -21,7 +25,6 @@ for round in $(seq "$rounds"); do
         db="weft_cpu_$$_$round"
         psql -q -h 127.0.0.1 -U postgres -d postgres -c "CREATE DATABASE $db"
         database="postgres://postgres@127.0.0.1:5432/$db" ;;
-      *) echo "backend: sqlite or postgres" >&2; exit 1 ;;
     esac
     $weft server --listen 127.0.0.1:7398 --http 127.0.0.1:7399 --database "$database" 2>/dev/null &
     server=$!
