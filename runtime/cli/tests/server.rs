@@ -1124,3 +1124,98 @@ async fn a_task_for_a_waiting_poller_is_handed_over_by_its_batch_and_its_claim_s
         ]
     );
 }
+
+/// A completion's token is checked against the claims this node handed out, without a read:
+/// the same answers as the read gives once the attempt failed, the run closed, or the
+/// attempt was already reported.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_is_refused_once_its_attempt_failed_its_run_closed_or_it_was_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = format!("sqlite:{}", dir.path().join("weft.db").display());
+    let server = ServerProcess::start(&database, free_port()).await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    let mut raw = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let mut poll = async |timeout_ms: u32| {
+        let tasks = raw
+            .poll_activity_task(proto::PollActivityTaskRequest {
+                task_queue: "hello-activity-task-queue".into(),
+                worker_id: "raw".into(),
+                max_tasks: 1,
+                poll_timeout_ms: timeout_ms,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .tasks;
+        assert_eq!(tasks.len(), 1, "{tasks:?}");
+        tasks.into_iter().next().unwrap()
+    };
+    let mut worker = WorkerServiceClient::connect(server.url.clone())
+        .await
+        .unwrap();
+    let complete = |token: &str, output: &str| proto::CompleteActivityTaskRequest {
+        task_token: token.to_owned(),
+        output: output.as_bytes().to_vec(),
+    };
+
+    // A failed attempt: its token no longer completes the task; the retry's does.
+    start(&mut client, "GreetingWorkflow", "failed-first", "\"World\"").await;
+    let first = poll(5_000).await;
+    worker
+        .fail_activity_task(proto::FailActivityTaskRequest {
+            task_token: first.task_token.clone(),
+            error_kind: "Flaky".into(),
+            message: "try again".into(),
+            non_retryable: false,
+            handed_back: false,
+        })
+        .await
+        .unwrap();
+    let err = worker
+        .complete_activity_task(complete(&first.task_token, "\"from the failed attempt\""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err}");
+    let second = poll(10_000).await;
+    assert_eq!(second.attempt, 2);
+    worker
+        .complete_activity_task(complete(&second.task_token, "\"from the retry\""))
+        .await
+        .unwrap();
+    // Reported twice: the second is refused, and the history holds one completion.
+    let err = worker
+        .complete_activity_task(complete(&second.task_token, "\"again\""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    let r = wait_result(&mut client, "failed-first").await;
+    assert_eq!(r.output, b"\"from the retry\"");
+    let h = history(&mut client, "failed-first").await;
+    let completed = h
+        .events
+        .iter()
+        .filter(|e| e.kind.name() == "ActivityCompleted")
+        .count();
+    assert_eq!(completed, 1, "{:?}", h.events);
+
+    // A run closed while its activity ran: the token names a task that is gone.
+    start(&mut client, "GreetingWorkflow", "closed-under", "\"World\"").await;
+    let task = poll(5_000).await;
+    client
+        .terminate_workflow(proto::TerminateWorkflowRequest {
+            workflow_id: "closed-under".into(),
+            reason: "no longer wanted".into(),
+        })
+        .await
+        .unwrap();
+    let err = worker
+        .complete_activity_task(complete(&task.task_token, "\"too late\""))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err}");
+    let r = wait_result(&mut client, "closed-under").await;
+    assert_eq!(r.status, RunStatus::Terminated as i32);
+}

@@ -30,6 +30,8 @@ use weft_store::{
 };
 
 use crate::ServerError;
+use crate::issued_claims::IssuedClaims;
+use crate::start_checks::StartChecks;
 
 /// Largest batch committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -171,6 +173,8 @@ pub struct Executor {
     types: Arc<TypeCache>,
     waiters: Arc<CloseWaiters>,
     queues: Arc<QueueNotify>,
+    claims: Arc<IssuedClaims>,
+    checks: Arc<StartChecks>,
     activity: Arc<crate::queue_activity::QueueActivity>,
     node: Arc<str>,
 }
@@ -227,9 +231,14 @@ type CloseWatch = tokio::sync::watch::Sender<Option<Arc<ClosedRun>>>;
 
 /// Tells the `GetWorkflowResult` calls waiting on a workflow id how its run closed: one
 /// channel per watched id, so a close wakes only its own waiters, with the result in hand.
+/// It also knows the runs this node started whose close it has not seen, so that a call
+/// waiting on one needs no read to learn it is running.
 #[derive(Default)]
 pub struct CloseWaiters {
     watched: std::sync::Mutex<HashMap<String, CloseWatch>>,
+    /// Workflow id -> run id, from the commit that created the run to the one that closes it
+    /// (or until this node stops owning its runs).
+    running: std::sync::Mutex<HashMap<String, String>>,
 }
 
 impl CloseWaiters {
@@ -256,7 +265,33 @@ impl CloseWaiters {
         }
     }
 
+    /// The run of `workflow_id` this node started and has not seen close, if any. Only a
+    /// hint: the caller watches first, and reads the store now and then all the same (another
+    /// node may have taken the run over).
+    pub fn running_here(&self, workflow_id: &str) -> Option<String> {
+        self.lock_running().get(workflow_id).cloned()
+    }
+
+    fn lock_running(&self) -> std::sync::MutexGuard<'_, HashMap<String, String>> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn started(&self, workflow_id: &str, run_id: &str) {
+        self.lock_running()
+            .insert(workflow_id.to_owned(), run_id.to_owned());
+    }
+
+    fn forget_running(&self) {
+        self.lock_running().clear();
+    }
+
     fn closed(&self, workflow_id: &str, closed: ClosedRun) {
+        {
+            let mut running = self.lock_running();
+            if running.get(workflow_id) == Some(&closed.run_id) {
+                running.remove(workflow_id);
+            }
+        }
         if let Some(tx) = self.lock().remove(workflow_id) {
             // No receivers left is fine.
             let _ = tx.send(Some(Arc::new(closed)));
@@ -381,6 +416,7 @@ struct State {
     queues: Arc<QueueNotify>,
     /// Tasks of the batch being built, claimed for pollers that wait on their queues.
     handoffs: Vec<Handoff>,
+    claims: Arc<IssuedClaims>,
 }
 
 /// The answer to one command, sent once the batch is durable.
@@ -437,6 +473,8 @@ impl Executor {
         let waiters = Arc::new(CloseWaiters::default());
         let queues = Arc::new(QueueNotify::default());
         let types = Arc::new(TypeCache::default());
+        let claims = Arc::new(IssuedClaims::default());
+        let checks = Arc::new(StartChecks::spawn(store.clone()));
         let state = State {
             node: node.clone(),
             types: types.clone(),
@@ -453,6 +491,7 @@ impl Executor {
             closed_records: Vec::new(),
             queues: queues.clone(),
             handoffs: Vec::new(),
+            claims: claims.clone(),
         };
         tokio::spawn(state.run(rx));
         Executor {
@@ -461,6 +500,8 @@ impl Executor {
             types,
             waiters,
             queues,
+            claims,
+            checks,
             activity: Arc::default(),
             node: Arc::from(node),
         }
@@ -494,6 +535,11 @@ impl Executor {
         &self.activity
     }
 
+    /// The task claims this node handed to its workers.
+    pub fn claims(&self) -> &Arc<IssuedClaims> {
+        &self.claims
+    }
+
     /// Who waits for which run to close.
     pub fn close_waiters(&self) -> &Arc<CloseWaiters> {
         &self.waiters
@@ -506,18 +552,16 @@ impl Executor {
             .types
             .newest_module(self.store.as_ref(), &request.workflow_type)
             .await?;
-        if let Some(running) = self.store.latest_run(&request.workflow_id).await?
-            && running.status == RunStatus::Running
-        {
+        if let Some(run_id) = self.checks.running_run(&request.workflow_id).await? {
             return if request.return_existing {
                 Ok(Started {
-                    run_id: running.run_id,
+                    run_id,
                     existing: true,
                 })
             } else {
                 Err(ServerError::AlreadyRunning {
                     workflow_id: request.workflow_id,
-                    run_id: running.run_id,
+                    run_id,
                 })
             };
         }
@@ -801,6 +845,8 @@ impl State {
                     self.runs.clear();
                     self.lru.clear();
                     self.running_ids.clear();
+                    self.claims.clear();
+                    self.waiters.forget_running();
                     Reply::None
                 }
             };
@@ -828,13 +874,16 @@ impl State {
         };
         match committed {
             Ok(()) => {
-                for (workflow_id, closed) in self.closed_in_batch.drain(..) {
-                    self.waiters.closed(&workflow_id, closed);
-                }
+                // Starts before closes: a run created and closed in one batch is not left
+                // running.
                 for step in &out.steps {
                     if let Some(created) = &step.create {
+                        self.waiters.started(&created.workflow_id, &created.run_id);
                         crate::telemetry::run_started(created);
                     }
+                }
+                for (workflow_id, closed) in self.closed_in_batch.drain(..) {
+                    self.waiters.closed(&workflow_id, closed);
                 }
                 for (record, close) in self.closed_records.drain(..) {
                     crate::telemetry::run_closed(&record, &close);
@@ -845,6 +894,7 @@ impl State {
                         self.queues.get(&task.task_queue).notify_waiters();
                     }
                 }
+                self.claims.finished(&out.steps);
                 self.hand_over(&out).await;
                 for reply in replies {
                     match reply {
@@ -882,6 +932,8 @@ impl State {
                     self.runs.clear();
                     self.lru.clear();
                     self.running_ids.clear();
+                    self.claims.clear();
+                    self.waiters.forget_running();
                 }
                 for step in &out.steps {
                     self.runs.remove(&step.run_id);
@@ -986,6 +1038,13 @@ impl State {
             .iter()
             .flat_map(|s| s.done_tasks.iter().map(String::as_str))
             .collect();
+        // A run closed in this batch took its tasks' rows with it.
+        let closed: std::collections::HashSet<&str> = out
+            .steps
+            .iter()
+            .filter(|s| s.close.is_some())
+            .map(|s| s.run_id.as_str())
+            .collect();
         // Only what was written: a step dropped after its tasks were matched wrote none.
         let written: std::collections::HashSet<String> = out
             .steps
@@ -998,9 +1057,11 @@ impl State {
             })
             .collect();
         for mut handoff in std::mem::take(&mut self.handoffs) {
-            handoff
-                .tasks
-                .retain(|t| written.contains(&t.task_id) && !done.contains(t.task_id.as_str()));
+            handoff.tasks.retain(|t| {
+                written.contains(&t.task_id)
+                    && !done.contains(t.task_id.as_str())
+                    && !closed.contains(t.run_id.as_str())
+            });
             let secret = handoff.poller.secret.clone();
             let n = handoff.tasks.len();
             match handoff.poller.tx.send(handoff.tasks) {

@@ -10,6 +10,7 @@ use weft_store::{AttemptFailure, Store, TaskRecord, attempt_lease_ms};
 
 use crate::auth::{Auth, Right};
 use crate::executor::Executor;
+use crate::issued_claims::IssuedClaims;
 use crate::proto::{self, worker_service_server::WorkerService};
 use crate::queue_activity::Outcome;
 use crate::{ServerError, backoff_ms, check_payload, default_retry};
@@ -102,12 +103,15 @@ pub(crate) async fn fail_attempt(
     }
 }
 
-/// The poll's answer: the claimed tasks, with tokens that carry the claim's secret.
+/// The poll's answer: the claimed tasks, with tokens that carry the claim's secret (and
+/// which `claims` remembers, for their completions).
 fn tasks_response(
+    claims: &IssuedClaims,
     claimed: Vec<TaskRecord>,
     secret: &str,
     now: u64,
 ) -> proto::PollActivityTaskResponse {
+    claims.issued(&claimed, now);
     let mut tasks = Vec::with_capacity(claimed.len());
     for task in claimed {
         let details = task.heartbeat_details.clone().unwrap_or_default();
@@ -170,6 +174,28 @@ impl WorkerApi {
     ) -> Result<TaskRecord, Status> {
         let principal = self.auth.require(request, Right::Work("")).await?;
         let task = self.current_task(token).await?;
+        principal.require(Right::Work(&task.task_queue))?;
+        Ok(task)
+    }
+
+    /// The task a completion's token names, as [`Self::authorized_task`] finds it, but from
+    /// the claims this node issued where it can (no read; `issued_claims` says why that is
+    /// the same check).
+    async fn completed_task<T>(
+        &self,
+        request: &Request<T>,
+        token: &str,
+    ) -> Result<TaskRecord, Status> {
+        let principal = self.auth.require(request, Right::Work("")).await?;
+        let (task_id, attempt, secret) = parse_token(token)?;
+        let task = match self
+            .executor
+            .claims()
+            .take(task_id, attempt, secret, self.clock.now_ms())
+        {
+            Some(task) => task,
+            None => self.current_task(token).await?,
+        };
         principal.require(Right::Work(&task.task_queue))?;
         Ok(task)
     }
@@ -262,7 +288,12 @@ impl WorkerService for WorkerApi {
                 .await
                 .map_err(ServerError::from)?;
             if !claimed.is_empty() {
-                return Ok(Response::new(tasks_response(claimed, &secret, now)));
+                return Ok(Response::new(tasks_response(
+                    self.executor.claims(),
+                    claimed,
+                    &secret,
+                    now,
+                )));
             }
             // Nothing in the store: wait for the executor to hand over the next task created
             // here, for a wake-up (tasks from elsewhere), or now and then for retries coming
@@ -276,7 +307,7 @@ impl WorkerService for WorkerApi {
                 tasks = &mut handed => match tasks {
                     Ok(tasks) => {
                         let now = self.clock.now_ms();
-                        return Ok(Response::new(tasks_response(tasks, &secret, now)));
+                        return Ok(Response::new(tasks_response(self.executor.claims(), tasks, &secret, now)));
                     }
                     // Their batch failed: look in the store again.
                     Err(_) => continue,
@@ -289,7 +320,12 @@ impl WorkerService for WorkerApi {
                 // The executor took this poll already: its tasks come when their batch commits.
                 if let Ok(tasks) = handed.await {
                     let now = self.clock.now_ms();
-                    return Ok(Response::new(tasks_response(tasks, &secret, now)));
+                    return Ok(Response::new(tasks_response(
+                        self.executor.claims(),
+                        tasks,
+                        &secret,
+                        now,
+                    )));
                 }
             }
             if timed_out {
@@ -305,7 +341,7 @@ impl WorkerService for WorkerApi {
         request: Request<proto::CompleteActivityTaskRequest>,
     ) -> Result<Response<proto::CompleteActivityTaskResponse>, Status> {
         let token = request.get_ref().task_token.clone();
-        let task = self.authorized_task(&request, &token).await?;
+        let task = self.completed_task(&request, &token).await?;
         let req = request.into_inner();
         check_payload("output", &req.output)?;
         // The attempt ends when its result arrives, before the run takes it.
@@ -338,6 +374,8 @@ impl WorkerService for WorkerApi {
         }
         let token = request.get_ref().task_token.clone();
         let task = self.authorized_task(&request, &token).await?;
+        // This attempt ends here: a later report of it must read the store.
+        self.executor.claims().forget(&task.task_id);
         let req = request.into_inner();
         if req.handed_back {
             tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,

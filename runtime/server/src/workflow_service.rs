@@ -948,26 +948,46 @@ impl WorkflowService for WorkflowApi {
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
         let waiters = self.executor.close_waiters();
+        if !req.wait {
+            let run = self.find_run(&req.workflow_id, &req.run_id).await?;
+            return Ok(Response::new(result_response(
+                run.run_id, run.status, run.output, run.error,
+            )));
+        }
         let result = async {
+            let mut first = true;
             loop {
                 // Watching before reading, so a close between the read and the wait is seen.
-                let mut closes = req.wait.then(|| waiters.watch(&req.workflow_id));
-                let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
-                // Follow continue-as-new to the run that ends the chain.
-                while run.status == RunStatus::ContinuedAsNew && req.wait {
-                    match self
-                        .store
-                        .latest_run(&run.workflow_id)
-                        .await
-                        .map_err(ServerError::from)?
-                    {
-                        Some(next) if next.run_id != run.run_id => run = next,
-                        _ => break,
+                let mut closes = waiters.watch(&req.workflow_id);
+                // A run this node started and has not seen close is running: the first look
+                // needs no read (the rechecks below read, in case another node took it over).
+                let here = waiters
+                    .running_here(&req.workflow_id)
+                    .filter(|id| first && (req.run_id.is_empty() || *id == req.run_id));
+                first = false;
+                let run_id = match here {
+                    Some(run_id) => run_id,
+                    None => {
+                        let mut run = self.find_run(&req.workflow_id, &req.run_id).await?;
+                        // Follow continue-as-new to the run that ends the chain.
+                        while run.status == RunStatus::ContinuedAsNew {
+                            match self
+                                .store
+                                .latest_run(&run.workflow_id)
+                                .await
+                                .map_err(ServerError::from)?
+                            {
+                                Some(next) if next.run_id != run.run_id => run = next,
+                                _ => break,
+                            }
+                        }
+                        if run.status != RunStatus::Running {
+                            return Ok(result_response(
+                                run.run_id, run.status, run.output, run.error,
+                            ));
+                        }
+                        run.run_id
                     }
-                }
-                let Some(closes) = closes.as_mut().filter(|_| run.status == RunStatus::Running)
-                else {
-                    return Ok(result_response(run.run_id, run.status, run.output, run.error));
                 };
                 tokio::select! {
                     // In the order written: a simulated schedule replays the same way.
@@ -975,7 +995,7 @@ impl WorkflowService for WorkflowApi {
                     changed = closes.changed() => {
                         let closed = changed.ok().and_then(|()| closes.borrow().clone());
                         if let Some(closed) = closed
-                            && closed.run_id == run.run_id
+                            && closed.run_id == run_id
                             && closed.close.status != RunStatus::ContinuedAsNew
                         {
                             let ClosedRun { run_id, close } = (*closed).clone();
@@ -986,17 +1006,15 @@ impl WorkflowService for WorkflowApi {
                     _ = tokio::time::sleep(RESULT_RECHECK) => {}
                     _ = tokio::time::sleep_until(deadline) => {
                         return Err(Status::deadline_exceeded(format!(
-                            "run {} of `{}` is still running after {wait_ms} ms",
-                            run.run_id, run.workflow_id
+                            "run {run_id} of `{}` is still running after {wait_ms} ms",
+                            req.workflow_id
                         )));
                     }
                 }
             }
         }
         .await;
-        if req.wait {
-            waiters.unwatch(&req.workflow_id);
-        }
+        waiters.unwatch(&req.workflow_id);
         result.map(Response::new)
     }
 

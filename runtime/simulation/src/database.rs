@@ -304,6 +304,12 @@ impl Store for NodeStore {
         let w = workflow_id.to_owned();
         through!(self, "latest_run", false, |s| s.latest_run(&w).await)
     }
+    async fn running_runs_of(&self, workflow_ids: &[String]) -> Result<Vec<RunRecord>, StoreError> {
+        let ids = workflow_ids.to_vec();
+        through!(self, "running_runs_of", false, |s| s
+            .running_runs_of(&ids)
+            .await)
+    }
     async fn list_runs(
         &self,
         filter: &RunFilter,

@@ -90,6 +90,9 @@ pub trait Store: Send + Sync + 'static {
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
     /// The most recently started run of a workflow id.
     async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError>;
+    /// The running runs of these workflow ids (at most one each; ids without one are left
+    /// out), in no particular order: one read for many starts' checks.
+    async fn running_runs_of(&self, workflow_ids: &[String]) -> Result<Vec<RunRecord>, StoreError>;
     /// Runs newest first, after the `(started_at_ms, run_id)` cursor.
     async fn list_runs(
         &self,

@@ -804,6 +804,19 @@ fn select_runs(clause: &str, value: Param, rest: &str) -> Statement {
     select
 }
 
+/// The running runs of `workflow_ids` (a chunk of [`statement_chunks`], so the text stays
+/// prepared).
+fn running_of(workflow_ids: &[String]) -> Statement {
+    let mut select = Statement::new(&format!(
+        "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND workflow_id IN ("
+    ));
+    for (n, workflow_id) in workflow_ids.iter().enumerate() {
+        select.sep(n, ", ").param(Param::Text(workflow_id.clone()));
+    }
+    select.sql(")");
+    select
+}
+
 pub(crate) fn run_by_id(run_id: &str) -> Statement {
     select_runs("run_id = ", Param::Text(run_id.to_owned()), "")
 }
@@ -1046,6 +1059,14 @@ impl Store for SqlStore {
 
     async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
         Ok(self.fetch_runs(latest_run_of(workflow_id)).await?.pop())
+    }
+
+    async fn running_runs_of(&self, workflow_ids: &[String]) -> Result<Vec<RunRecord>, StoreError> {
+        let mut runs = Vec::new();
+        for chunk in statement_chunks(workflow_ids) {
+            runs.extend(self.fetch_runs(running_of(chunk)).await?);
+        }
+        Ok(runs)
     }
 
     async fn list_runs(

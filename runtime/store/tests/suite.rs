@@ -420,6 +420,42 @@ async fn tasks_are_leased_once_expire_and_retry_with_the_next_attempt() {
 }
 
 #[tokio::test]
+async fn the_running_runs_of_many_workflow_ids_are_read_at_once() {
+    on_every_backend(|store| async move {
+        with_module(&store).await;
+        for (run_id, workflow_id) in [("r1", "wf1"), ("r2", "wf2"), ("r3", "wf3")] {
+            store
+                .commit(&creating(run(run_id, workflow_id, 10), first_step(run_id)))
+                .await
+                .unwrap();
+        }
+        store
+            .commit(&batch(vec![completing("r2", 4)]))
+            .await
+            .unwrap();
+        // More ids than one statement holds, most of them never started.
+        let mut asked: Vec<String> = (0..300).map(|n| format!("ghost{n}")).collect();
+        asked.insert(7, "wf1".into());
+        asked.push("wf2".into());
+        asked.push("wf3".into());
+        let mut found: Vec<(String, String)> = store
+            .running_runs_of(&asked)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.workflow_id, r.run_id))
+            .collect();
+        found.sort();
+        assert_eq!(
+            found,
+            [("wf1".into(), "r1".into()), ("wf3".into(), "r3".into())]
+        );
+        assert!(store.running_runs_of(&[]).await.unwrap().is_empty());
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn runs_are_listed_newest_first_filtered_and_paged() {
     on_every_backend(|store| async move {
         with_module(&store).await;
