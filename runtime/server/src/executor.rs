@@ -1768,3 +1768,40 @@ fn commit_error(error: &BatchFailed, message: &str) -> ServerError {
         _ => ServerError::Storage(message.to_owned()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn closed(run_id: &str, status: RunStatus) -> ClosedRun {
+        ClosedRun {
+            run_id: run_id.into(),
+            close: RunClose {
+                status,
+                output: None,
+                error: None,
+                closed_at_ms: 1,
+            },
+        }
+    }
+
+    #[test]
+    fn a_run_is_running_here_from_its_start_to_its_own_close() {
+        let waiters = CloseWaiters::default();
+        assert_eq!(waiters.running_here("wf"), None);
+        waiters.started("wf", "r1");
+        assert_eq!(waiters.running_here("wf").as_deref(), Some("r1"));
+        // Continued as new: the next run is announced first; the old one's close leaves it.
+        waiters.started("wf", "r2");
+        waiters.closed("wf", closed("r1", RunStatus::ContinuedAsNew));
+        assert_eq!(waiters.running_here("wf").as_deref(), Some("r2"));
+        let watch = waiters.watch("wf");
+        waiters.closed("wf", closed("r2", RunStatus::Completed));
+        assert_eq!(waiters.running_here("wf"), None);
+        let heard = watch.borrow().as_ref().map(|c| c.run_id.clone());
+        assert_eq!(heard.as_deref(), Some("r2"), "a watcher hears the close");
+        waiters.started("other", "r3");
+        waiters.forget_running();
+        assert_eq!(waiters.running_here("other"), None);
+    }
+}
