@@ -33,6 +33,19 @@ fn statement_chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// Splits `rows` for a statement that may name a row twice (`IN (...)`, `OR`): runs of at
+/// most [`ROWS_PER_STATEMENT`], each padded to a power of two by repeating its last row, so
+/// one statement per 256 rows (not one per set bit of the count, as [`statement_chunks`]
+/// needs for inserts) and still one of nine texts.
+fn padded_chunks<T>(rows: &[T]) -> impl Iterator<Item = impl Iterator<Item = &T>> {
+    rows.chunks(ROWS_PER_STATEMENT).map(|chunk| {
+        let pad = chunk.len().next_power_of_two() - chunk.len();
+        chunk
+            .iter()
+            .chain(chunk.last().into_iter().cycle().take(pad))
+    })
+}
+
 /// A value bound to a statement built at run time.
 pub(crate) enum Param {
     Text(String),
@@ -321,9 +334,9 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
             .sql(")");
         out.push(BatchStatement::Write(insert));
     }
-    for chunk in statement_chunks(&batch.inbox_done) {
+    for chunk in padded_chunks(&batch.inbox_done) {
         let mut delete = Statement::new("DELETE FROM inbox WHERE id IN (");
-        for (n, id) in chunk.iter().enumerate() {
+        for (n, id) in chunk.enumerate() {
             delete.sep(n, ", ").param(Param::Int(*id));
         }
         delete.sql(")");
@@ -487,9 +500,9 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
 
     // Deletes come after the inserts: a task scheduled and cancelled in one batch goes.
     let done_tasks: Vec<&String> = batch.steps.iter().flat_map(|s| &s.done_tasks).collect();
-    for chunk in statement_chunks(&done_tasks) {
+    for chunk in padded_chunks(&done_tasks) {
         let mut delete = Statement::new("DELETE FROM activity_tasks WHERE task_id IN (");
-        for (n, task_id) in chunk.iter().enumerate() {
+        for (n, task_id) in chunk.enumerate() {
             delete.sep(n, ", ").param(Param::Text((*task_id).clone()));
         }
         delete.sql(")");
@@ -500,9 +513,9 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .iter()
         .flat_map(|s| s.done_timers.iter().map(move |h| (s.run_id.as_str(), *h)))
         .collect();
-    for chunk in statement_chunks(&done_timers) {
+    for chunk in padded_chunks(&done_timers) {
         let mut delete = Statement::new("DELETE FROM timers WHERE ");
-        for (n, (run_id, handle)) in chunk.iter().enumerate() {
+        for (n, (run_id, handle)) in chunk.enumerate() {
             delete
                 .sep(n, " OR ")
                 .sql("(run_id = ")
@@ -520,10 +533,10 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .filter(|s| s.close.is_some())
         .map(|s| s.run_id.as_str())
         .collect();
-    for chunk in statement_chunks(&closed) {
+    for chunk in closed.chunks(ROWS_PER_STATEMENT) {
         for table in ["activity_tasks", "timers"] {
             let mut delete = Statement::new(&format!("DELETE FROM {table} WHERE run_id IN ("));
-            for (n, run_id) in chunk.iter().enumerate() {
+            for (n, run_id) in padded_chunks(chunk).flatten().enumerate() {
                 delete.sep(n, ", ").param(Param::Text((*run_id).to_owned()));
             }
             delete.sql(")");
@@ -804,13 +817,13 @@ fn select_runs(clause: &str, value: Param, rest: &str) -> Statement {
     select
 }
 
-/// The running runs of `workflow_ids` (a chunk of [`statement_chunks`], so the text stays
-/// prepared).
+/// The running runs of `workflow_ids` (at most [`ROWS_PER_STATEMENT`]; padded to a power
+/// of two, so the text stays prepared).
 fn running_of(workflow_ids: &[String]) -> Statement {
     let mut select = Statement::new(&format!(
         "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'running' AND workflow_id IN ("
     ));
-    for (n, workflow_id) in workflow_ids.iter().enumerate() {
+    for (n, workflow_id) in padded_chunks(workflow_ids).flatten().enumerate() {
         select.sep(n, ", ").param(Param::Text(workflow_id.clone()));
     }
     select.sql(")");
@@ -1063,7 +1076,7 @@ impl Store for SqlStore {
 
     async fn running_runs_of(&self, workflow_ids: &[String]) -> Result<Vec<RunRecord>, StoreError> {
         let mut runs = Vec::new();
-        for chunk in statement_chunks(workflow_ids) {
+        for chunk in workflow_ids.chunks(ROWS_PER_STATEMENT) {
             runs.extend(self.fetch_runs(running_of(chunk)).await?);
         }
         Ok(runs)
@@ -1660,6 +1673,28 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn padded_chunks_cover_the_rows_in_one_power_of_two_statement_per_256() {
+        let mut shapes = std::collections::BTreeSet::new();
+        for n in 0..1_100usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let chunks: Vec<Vec<usize>> =
+                padded_chunks(&rows).map(|c| c.copied().collect()).collect();
+            assert_eq!(chunks.len(), n.div_ceil(ROWS_PER_STATEMENT), "{n} rows");
+            let mut seen: Vec<usize> = chunks.iter().flatten().copied().collect();
+            seen.dedup();
+            assert_eq!(
+                seen, rows,
+                "every row once, in order, padding next to its row"
+            );
+            for chunk in &chunks {
+                assert!(chunk.len().is_power_of_two() && chunk.len() <= ROWS_PER_STATEMENT);
+                shapes.insert(chunk.len());
+            }
+        }
+        assert_eq!(shapes.len(), 9, "1, 2, 4, ... 256 rows: {shapes:?}");
+    }
 
     #[test]
     fn statement_chunks_cover_the_rows_in_power_of_two_runs() {
