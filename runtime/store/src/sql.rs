@@ -357,7 +357,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
         .iter()
         .filter(|s| grouped(s))
         .partition(|s| s.close.is_some());
-    for chunk in statement_chunks(&closes) {
+    for chunk in closes.chunks(ROWS_PER_STATEMENT) {
         out.push(advance_runs(node, chunk));
     }
     // Created runs go in multi-row inserts of the runs created one after another, so a step
@@ -394,7 +394,7 @@ pub(crate) fn batch_statements(batch: &Batch) -> Result<Vec<BatchStatement>, Sto
     for chunk in statement_chunks(&creates) {
         out.push(insert_runs(node, chunk));
     }
-    for chunk in statement_chunks(&advances) {
+    for chunk in advances.chunks(ROWS_PER_STATEMENT) {
         out.push(advance_runs(node, chunk));
     }
 
@@ -703,7 +703,9 @@ fn advance_runs(node: &str, steps: &[&StepWrite]) -> BatchStatement {
     }
     update.sql(" FROM (VALUES ");
     let mut runs = Vec::with_capacity(steps.len());
-    for (n, step) in steps.iter().enumerate() {
+    // Padded with copies of the last row (the text stays one of nine): a run matched by two
+    // identical rows is updated once, and counted once.
+    for (n, step) in padded_chunks(steps).flatten().enumerate() {
         let first = step.events.first().map_or(0, |e| e.seq);
         let last = step.events.last().map_or(0, |e| e.seq);
         update
@@ -718,11 +720,13 @@ fn advance_runs(node: &str, steps: &[&StepWrite]) -> BatchStatement {
             close_values(&mut update, close, [", "; 5]);
         }
         update.sql(")");
-        runs.push(Advance {
-            run_id: step.run_id.clone(),
-            first: Some(first),
-            last: Some(last),
-        });
+        if n < steps.len() {
+            runs.push(Advance {
+                run_id: step.run_id.clone(),
+                first: Some(first),
+                last: Some(last),
+            });
+        }
     }
     update
         .sql(") AS v WHERE runs.run_id = v.column1 AND runs.owner = ")

@@ -247,10 +247,19 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
             .commit(&creating(run("r2", "wf2", 10), first_step("r2")))
             .await
             .unwrap();
+        store
+            .commit(&creating(run("r3", "wf3", 10), first_step("r3")))
+            .await
+            .unwrap();
         let good = StepWrite {
             run_id: "r1".into(),
             events: vec![event(4, EventKind::TimerFired { handle: 1 })],
             done_timers: vec![1],
+            ..Default::default()
+        };
+        let also_good = StepWrite {
+            run_id: "r3".into(),
+            events: vec![event(4, EventKind::TimerFired { handle: 1 })],
             ..Default::default()
         };
         let gap = StepWrite {
@@ -258,8 +267,9 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
             events: vec![event(9, EventKind::TimerFired { handle: 1 })],
             ..Default::default()
         };
+        // Three advances in one statement, padded to four with a copy of the last (the gap).
         let err = store
-            .commit(&batch(vec![good.clone(), gap]))
+            .commit(&batch(vec![good.clone(), also_good, gap]))
             .await
             .unwrap_err();
         assert!(
@@ -278,10 +288,11 @@ async fn a_batch_with_a_gap_in_the_history_writes_nothing() {
             3,
             "r1's step rolled back"
         );
-        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 2);
+        assert_eq!(store.history("r3").await.unwrap().unwrap().events.len(), 3);
+        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 3);
         store.commit(&batch(vec![good])).await.unwrap();
         assert_eq!(store.history("r1").await.unwrap().unwrap().events.len(), 4);
-        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 1);
+        assert_eq!(store.due_timers(NODE, 2000, 10).await.unwrap().len(), 2);
     })
     .await;
 }
