@@ -166,33 +166,26 @@ impl WorkerApi {
         }
     }
 
-    /// The task `request`'s token names, if its caller may work on the task's queue.
+    /// The task `request`'s token names, if its caller may work on the task's queue. With
+    /// `from_claims` (a completion) the claims this node issued answer where they can, with
+    /// no read (`issued_claims` says why that is the same check); a remembered claim is
+    /// forgotten once asked for.
     async fn authorized_task<T>(
         &self,
         request: &Request<T>,
         token: &str,
-    ) -> Result<TaskRecord, Status> {
-        let principal = self.auth.require(request, Right::Work("")).await?;
-        let task = self.current_task(token).await?;
-        principal.require(Right::Work(&task.task_queue))?;
-        Ok(task)
-    }
-
-    /// The task a completion's token names, as [`Self::authorized_task`] finds it, but from
-    /// the claims this node issued where it can (no read; `issued_claims` says why that is
-    /// the same check).
-    async fn completed_task<T>(
-        &self,
-        request: &Request<T>,
-        token: &str,
+        from_claims: bool,
     ) -> Result<TaskRecord, Status> {
         let principal = self.auth.require(request, Right::Work("")).await?;
         let (task_id, attempt, secret) = parse_token(token)?;
-        let task = match self
-            .executor
-            .claims()
-            .take(task_id, attempt, secret, self.clock.now_ms())
-        {
+        let issued = from_claims
+            .then(|| {
+                self.executor
+                    .claims()
+                    .take(task_id, attempt, secret, self.clock.now_ms())
+            })
+            .flatten();
+        let task = match issued {
             Some(task) => task,
             None => self.current_task(token).await?,
         };
@@ -341,7 +334,7 @@ impl WorkerService for WorkerApi {
         request: Request<proto::CompleteActivityTaskRequest>,
     ) -> Result<Response<proto::CompleteActivityTaskResponse>, Status> {
         let token = request.get_ref().task_token.clone();
-        let task = self.completed_task(&request, &token).await?;
+        let task = self.authorized_task(&request, &token, true).await?;
         let req = request.into_inner();
         check_payload("output", &req.output)?;
         // The attempt ends when its result arrives, before the run takes it.
@@ -373,7 +366,7 @@ impl WorkerService for WorkerApi {
             ));
         }
         let token = request.get_ref().task_token.clone();
-        let task = self.authorized_task(&request, &token).await?;
+        let task = self.authorized_task(&request, &token, false).await?;
         // This attempt ends here: a later report of it must read the store.
         self.executor.claims().forget(&task.task_id);
         let req = request.into_inner();
@@ -426,7 +419,7 @@ impl WorkerService for WorkerApi {
     ) -> Result<Response<proto::RecordHeartbeatResponse>, Status> {
         check_payload("details", &request.get_ref().details)?;
         let token = request.get_ref().task_token.clone();
-        let task = match self.authorized_task(&request, &token).await {
+        let task = match self.authorized_task(&request, &token, false).await {
             Ok(task) => task,
             // The task was cancelled, its run closed, or this attempt timed out: either way
             // the attempt should stop, which is what the answer is for.
