@@ -41,8 +41,9 @@ impl IssuedClaims {
     }
 
     /// Remembers the claims of `tasks`, just handed to a worker (each with its secret and
-    /// lease; any without is left out).
-    pub fn issued(&self, tasks: &[TaskRecord], now_ms: u64) {
+    /// lease; any without is left out). Their input may be gone: a completion needs only
+    /// the task's identity, queue, attempt and claim.
+    pub fn issued(&self, tasks: Vec<TaskRecord>, now_ms: u64) {
         let mut entries = self.lock();
         if entries.len + tasks.len() > MAX_ENTRIES {
             entries.prune(now_ms);
@@ -55,7 +56,7 @@ impl IssuedClaims {
                 .by_run
                 .entry(task.run_id.clone())
                 .or_default()
-                .insert(task.task_id.clone(), task.clone());
+                .insert(task.task_id.clone(), task);
             if previous.is_none() {
                 entries.len += 1;
             }
@@ -169,24 +170,24 @@ mod tests {
     #[test]
     fn a_claim_is_trusted_once_for_its_own_attempt_and_secret_within_its_lease() {
         let claims = IssuedClaims::default();
-        claims.issued(&[task("r1", 1, 1, 10_000)], 0);
+        claims.issued(vec![task("r1", 1, 1, 10_000)], 0);
         assert!(claims.take("r1/1", 1, "s3cret", 5_000).is_some());
         assert!(
             claims.take("r1/1", 1, "s3cret", 5_000).is_none(),
             "taken once"
         );
 
-        claims.issued(&[task("r1", 1, 1, 10_000)], 0);
+        claims.issued(vec![task("r1", 1, 1, 10_000)], 0);
         assert!(
             claims.take("r1/1", 2, "s3cret", 5_000).is_none(),
             "other attempt"
         );
-        claims.issued(&[task("r1", 1, 1, 10_000)], 0);
+        claims.issued(vec![task("r1", 1, 1, 10_000)], 0);
         assert!(
             claims.take("r1/1", 1, "guess", 5_000).is_none(),
             "other secret"
         );
-        claims.issued(&[task("r1", 1, 1, 10_000)], 0);
+        claims.issued(vec![task("r1", 1, 1, 10_000)], 0);
         assert!(
             claims
                 .take("r1/1", 1, "s3cret", 10_000 - LEASE_MARGIN_MS)
@@ -203,7 +204,7 @@ mod tests {
     fn claims_go_when_their_attempt_fails_their_task_finishes_or_their_run_closes() {
         let claims = IssuedClaims::default();
         claims.issued(
-            &[
+            vec![
                 task("r1", 1, 1, 10_000),
                 task("r1", 2, 1, 10_000),
                 task("r2", 1, 1, 10_000),

@@ -107,23 +107,23 @@ pub(crate) async fn fail_attempt(
 /// which `claims` remembers, for their completions).
 fn tasks_response(
     claims: &IssuedClaims,
-    claimed: Vec<TaskRecord>,
+    mut claimed: Vec<TaskRecord>,
     secret: &str,
     now: u64,
 ) -> proto::PollActivityTaskResponse {
-    claims.issued(&claimed, now);
     let mut tasks = Vec::with_capacity(claimed.len());
-    for task in claimed {
+    for task in &mut claimed {
         let details = task.heartbeat_details.clone().unwrap_or_default();
         let start_to_close = task
             .options
             .start_to_close_timeout_ms
             .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
-        let traceparent = crate::telemetry::attempt_claimed(&task, now);
+        let traceparent = crate::telemetry::attempt_claimed(task, now);
         tasks.push(proto::ActivityTask {
             task_token: format!("{}#{}#{secret}", task.task_id, task.attempt),
             activity_name: task.activity_name.clone(),
-            input: task.input.0.clone(),
+            // Moved, not copied: what `claims` keeps has no use for it.
+            input: std::mem::take(&mut task.input.0),
             attempt: task.attempt,
             workflow_id: task.workflow_id.clone(),
             run_id: task.run_id.clone(),
@@ -134,6 +134,7 @@ fn tasks_response(
             traceparent,
         });
     }
+    claims.issued(claimed, now);
     proto::PollActivityTaskResponse { tasks }
 }
 
