@@ -16,6 +16,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+// glibc malloc took a tenth of the server's CPU under load, mostly consolidating and
+// splitting chunks that many threads freed (BENCHMARKS.md, issue 12).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Exit codes, as documented in the README.
 pub(crate) mod exit {
     /// Bad arguments, unreadable files, rejected modules.

@@ -959,3 +959,53 @@ async fn a_batch_of_many_runs_writes_each_step_in_order() {
     })
     .await;
 }
+
+/// SQLite only: the write-ahead log is copied into the database by the store's checkpoint
+/// thread (the writer's own automatic checkpoints are off), so that the log does not grow
+/// without bound under steady commits.
+#[tokio::test]
+async fn the_sqlite_log_is_checkpointed_while_commits_go_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("weft.db");
+    let store = weft_store::open(&format!("sqlite:{}", path.display()))
+        .await
+        .expect("sqlite opens");
+    with_module(&store).await;
+    let log_bytes = || {
+        std::fs::metadata(dir.path().join("weft.db-wal"))
+            .expect("the log exists while the store is open")
+            .len()
+    };
+    let commit = |i: usize| {
+        let store = store.clone();
+        async move {
+            let run_id = format!("r{i}");
+            store
+                .commit(&creating(
+                    run(&run_id, &format!("wf{i}"), 10),
+                    first_step(&run_id),
+                ))
+                .await
+                .unwrap();
+        }
+    };
+    // The log's growth per commit, before the first checkpoint is asked for (at 64).
+    let before = log_bytes();
+    for i in 0..10 {
+        commit(i).await;
+    }
+    let per_commit = (log_bytes() - before) / 10;
+    assert!(per_commit > 0, "commits write to the log");
+    const COMMITS: usize = 1_000;
+    for i in 10..COMMITS {
+        commit(i).await;
+    }
+    // Never copied back, the log would hold all 1,000 commits. Copied every 64 commits, the
+    // writer starts it over and it holds a few dozen commits' worth at most.
+    let log = log_bytes();
+    assert!(
+        log < 300 * per_commit,
+        "the log holds {log} bytes after {COMMITS} commits of {per_commit} bytes each"
+    );
+    store.close().await;
+}
