@@ -16,8 +16,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-// glibc malloc took a tenth of the server's CPU under load, mostly consolidating and
-// splitting chunks that many threads freed (BENCHMARKS.md, issue 12).
+// glibc malloc took about 11 % of the server's tokio threads under load, mostly
+// consolidating and splitting chunks that many threads freed (BENCHMARKS.md, issue 12).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

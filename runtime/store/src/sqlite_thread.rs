@@ -53,7 +53,7 @@ impl ConnectionThread {
         // As the sqlx pool's connections (`sqlite::open`): a commit is on disk when it returns.
         // Statement journals (a multi-row statement inside the batch's transaction keeps the
         // pages it changes, to undo itself alone) stay in memory: they went to a temporary
-        // file, 7 % of the server's time under load. The log is copied into the database by
+        // file, 6.6 % of the server's time under load. The log is copied into the database by
         // the checkpoint thread, not by the commit that filled it.
         connection.execute_batch(
             "PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; \
@@ -123,7 +123,7 @@ pub(crate) struct SqliteThreads {
     writer: ConnectionThread,
     reader: ConnectionThread,
     /// Copies the write-ahead log into the database file (`PRAGMA wal_checkpoint(PASSIVE)`),
-    /// which SQLite would otherwise do inside the commit that filled the log (4 % of the
+    /// which SQLite would otherwise do inside the commit that filled the log (3.5 % of the
     /// server's time under load, all of it while the executor waits for that commit).
     checkpointer: ConnectionThread,
     /// Write transactions since the last checkpoint was asked for.
