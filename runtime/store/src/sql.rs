@@ -280,11 +280,19 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     })
 }
 
-fn timer_from_row(row: &AnyRow) -> Result<TimerRecord, StoreError> {
+pub(crate) fn timer_from_row(row: &impl Columns) -> Result<TimerRecord, StoreError> {
     Ok(TimerRecord {
-        run_id: row.try_get("run_id")?,
-        handle: row.try_get::<i64, _>("handle")? as u32,
-        fire_at_ms: u(row.try_get("fire_at_ms")?),
+        run_id: row.text("run_id")?,
+        handle: u32::try_from(row.int("handle")?).map_err(|e| corrupt("timer handle", e))?,
+        fire_at_ms: u(row.int("fire_at_ms")?),
+    })
+}
+
+fn inbox_from_row(row: &impl Columns) -> Result<InboxItem, StoreError> {
+    Ok(InboxItem {
+        id: row.int("id")?,
+        run_id: row.text("run_id")?,
+        command: row.text("command")?,
     })
 }
 
@@ -994,10 +1002,21 @@ impl SqlStore {
     /// The runs a `SELECT` of whole runs finds (on SQLite, through its read thread).
     async fn fetch_runs(&self, select: Statement) -> Result<Vec<RunRecord>, StoreError> {
         if let Some(threads) = &self.threads {
-            return threads.runs(select).await;
+            return threads.select(select, |row| run_from_row(row)).await;
         }
         let rows = select.query().fetch_all(&self.pool).await?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    /// The tasks a `SELECT` of whole tasks finds (on SQLite, through its read thread, whose
+    /// plans do not depend on the bound `LIMIT`; sqlx's connections prepared such a
+    /// statement again on every call).
+    async fn fetch_tasks(&self, select: Statement) -> Result<Vec<TaskRecord>, StoreError> {
+        if let Some(threads) = &self.threads {
+            return threads.select(select, |row| task_from_row(row)).await;
+        }
+        let rows = select.query().fetch_all(&self.pool).await?;
+        rows.iter().map(task_from_row).collect()
     }
 
     async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
@@ -1177,22 +1196,24 @@ impl Store for SqlStore {
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
         let select = task_by_id(task_id);
         if let Some(threads) = &self.threads {
-            return Ok(threads.tasks(select).await?.pop());
+            return Ok(threads
+                .select(select, |row| task_from_row(row))
+                .await?
+                .pop());
         }
         let row = select.query().fetch_optional(&self.pool).await?;
         row.as_ref().map(task_from_row).transpose()
     }
 
     async fn expired_tasks(&self, now_ms: u64, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NOT NULL AND lease_until_ms < $1 \
-             ORDER BY lease_until_ms LIMIT $2"
-        )))
-        .bind(i(now_ms))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(task_from_row).collect()
+        let mut select = Statement::new(&format!(
+            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NOT NULL AND lease_until_ms < "
+        ));
+        select
+            .param(Param::Int(i(now_ms)))
+            .sql(" ORDER BY lease_until_ms LIMIT ")
+            .param(Param::Int(i64::from(limit)));
+        self.fetch_tasks(select).await
     }
 
     async fn release_task(
@@ -1219,16 +1240,15 @@ impl Store for SqlStore {
         now_ms: u64,
         limit: u32,
     ) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
+        let mut select = Statement::new(&format!(
             "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE lease_until_ms IS NULL \
-             AND start_within_ms IS NOT NULL AND visible_at_ms + start_within_ms < $1 \
-             ORDER BY visible_at_ms LIMIT $2"
-        )))
-        .bind(i(now_ms))
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(task_from_row).collect()
+             AND start_within_ms IS NOT NULL AND visible_at_ms + start_within_ms < "
+        ));
+        select
+            .param(Param::Int(i(now_ms)))
+            .sql(" ORDER BY visible_at_ms LIMIT ")
+            .param(Param::Int(i64::from(limit)));
+        self.fetch_tasks(select).await
     }
 
     async fn retry_task(
@@ -1304,18 +1324,22 @@ impl Store for SqlStore {
         now_ms: u64,
         limit: u32,
     ) -> Result<Vec<TimerRecord>, StoreError> {
-        let rows = sqlx::query(
-            // A timer's run is running (a close deletes its timers); saying so lets the
-            // planner use `runs_by_owner` where it scanned every run ever stored.
+        // A timer's run is running (a close deletes its timers); saying so lets the planner
+        // use `runs_by_owner` where it scanned every run ever stored.
+        let mut select = Statement::new(
             "SELECT t.run_id, t.handle, t.fire_at_ms FROM timers t JOIN runs r ON r.run_id = t.run_id \
-             WHERE t.fire_at_ms <= $1 AND r.owner = $3 AND r.status = 'running' \
-             ORDER BY t.fire_at_ms LIMIT $2",
-        )
-        .bind(i(now_ms))
-        .bind(i64::from(limit))
-        .bind(node)
-        .fetch_all(&self.pool)
-        .await?;
+             WHERE t.fire_at_ms <= ",
+        );
+        select
+            .param(Param::Int(i(now_ms)))
+            .sql(" AND r.owner = ")
+            .param(Param::Text(node.to_owned()))
+            .sql(" AND r.status = 'running' ORDER BY t.fire_at_ms LIMIT ")
+            .param(Param::Int(i64::from(limit)));
+        if let Some(threads) = &self.threads {
+            return threads.select(select, |row| timer_from_row(row)).await;
+        }
+        let rows = select.query().fetch_all(&self.pool).await?;
         rows.iter().map(timer_from_row).collect()
     }
 
@@ -1559,22 +1583,16 @@ impl Store for SqlStore {
     }
 
     async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, run_id, command FROM inbox WHERE owner = $1 ORDER BY id LIMIT $2",
-        )
-        .bind(node)
-        .bind(i64::from(limit))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(InboxItem {
-                    id: row.try_get("id")?,
-                    run_id: row.try_get("run_id")?,
-                    command: row.try_get("command")?,
-                })
-            })
-            .collect()
+        let mut select = Statement::new("SELECT id, run_id, command FROM inbox WHERE owner = ");
+        select
+            .param(Param::Text(node.to_owned()))
+            .sql(" ORDER BY id LIMIT ")
+            .param(Param::Int(i64::from(limit)));
+        if let Some(threads) = &self.threads {
+            return threads.select(select, |row| inbox_from_row(row)).await;
+        }
+        let rows = select.query().fetch_all(&self.pool).await?;
+        rows.iter().map(inbox_from_row).collect()
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {

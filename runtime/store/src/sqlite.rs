@@ -20,9 +20,13 @@ pub async fn open(url: &str) -> Result<SqlStore, StoreError> {
     let pool = AnyPoolOptions::new()
         // One writer at a time is SQLite's rule; readers share the WAL.
         .max_connections(4)
+        // The log is checkpointed by its own thread (`sqlite_thread`), which keeps it to a few
+        // MiB; at SQLite's default of 1,000 pages the occasional write made here (the node's
+        // lease, a heartbeat) checkpointed inline while holding the write gate, stalling the
+        // batch writer. 16,384 pages (64 MiB) only bounds a log that no batch writes.
         .after_connect(|conn, _| {
             Box::pin(async move {
-                conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 16384;")
                     .await?;
                 Ok(())
             })

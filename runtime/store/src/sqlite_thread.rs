@@ -22,7 +22,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use tokio::sync::oneshot;
 
 use crate::StoreError;
-use crate::model::{RunRecord, TaskRecord};
+use crate::model::TaskRecord;
 use crate::sql::{self, BatchStatement, Columns, Param, Statement};
 
 /// Statements kept prepared per connection: a batch's multi-row statements take one of nine
@@ -206,7 +206,10 @@ impl SqliteThreads {
                             if execute(&tx, &statement)? != runs.len() {
                                 let mut running = Vec::with_capacity(runs.len());
                                 for run in &runs {
-                                    let found = query(&tx, &sql::running_run_of(&run.workflow_id))?;
+                                    let found =
+                                        rows(&tx, &sql::running_run_of(&run.workflow_id), |row| {
+                                            sql::run_from_row(row)
+                                        })?;
                                     running.push(found.into_iter().next().map(|r| r.run_id));
                                 }
                                 let first_state = match runs.first() {
@@ -257,17 +260,14 @@ impl SqliteThreads {
         Ok(claimed)
     }
 
-    /// The runs a `SELECT` of whole runs finds.
-    pub(crate) async fn runs(&self, statement: Statement) -> Result<Vec<RunRecord>, StoreError> {
+    /// The rows a `SELECT` finds, each read by `read` (`sql::run_from_row` and its kin).
+    pub(crate) async fn select<T: Send + 'static>(
+        &self,
+        statement: Statement,
+        read: impl Fn(&Named<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<Vec<T>, StoreError> {
         self.reader
-            .call(move |connection| query(connection, &statement))
-            .await
-    }
-
-    /// The tasks a `SELECT` of whole tasks finds.
-    pub(crate) async fn tasks(&self, statement: Statement) -> Result<Vec<TaskRecord>, StoreError> {
-        self.reader
-            .call(move |connection| rows(connection, &statement, |row| sql::task_from_row(row)))
+            .call(move |connection| rows(connection, &statement, read))
             .await
     }
 }
@@ -279,10 +279,6 @@ fn checkpoint(connection: &Connection) {
     if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(PASSIVE)") {
         tracing::debug!(%error, "SQLite checkpoint not done");
     }
-}
-
-fn query(connection: &Connection, statement: &Statement) -> Result<Vec<RunRecord>, StoreError> {
-    rows(connection, statement, |row| sql::run_from_row(row))
 }
 
 /// Prepares (or takes from the cache) and binds a statement.
@@ -338,7 +334,7 @@ fn rows<T>(
 }
 
 /// A row with its statement's column names.
-struct Named<'r, 's> {
+pub(crate) struct Named<'r, 's> {
     row: &'r rusqlite::Row<'s>,
     names: &'r [String],
 }
