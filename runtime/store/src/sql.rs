@@ -60,21 +60,24 @@ struct Rows {
 impl Rows {
     /// SQLite's form: multi-row `VALUES` in [`statement_chunks`] (a statement there is a
     /// function call), each statement with the count of rows it carries.
-    fn values(&self, suffix: &str) -> Vec<(Statement, usize)> {
+    fn values(self, suffix: &str) -> Vec<(Statement, usize)> {
         let names = self.names();
-        statement_chunks(&self.rows)
-            .map(|chunk| {
+        let sizes: Vec<usize> = statement_chunks(&self.rows).map(<[_]>::len).collect();
+        let mut rows = self.rows.into_iter();
+        sizes
+            .into_iter()
+            .map(|size| {
                 let mut insert =
                     Statement::new(&format!("INSERT INTO {} ({names}) VALUES ", self.table));
-                for (n, row) in chunk.iter().enumerate() {
+                for (n, row) in rows.by_ref().take(size).enumerate() {
                     insert.sep(n, ", ").sql("(");
-                    for (c, value) in row.iter().enumerate() {
-                        insert.sep(c, ", ").param(value.clone());
+                    for (c, value) in row.into_iter().enumerate() {
+                        insert.sep(c, ", ").param(value);
                     }
                     insert.sql(")");
                 }
                 insert.sql(suffix);
-                (insert, chunk.len())
+                (insert, size)
             })
             .collect()
     }
@@ -155,7 +158,6 @@ fn chained(statements: Vec<Statement>) -> Option<Statement> {
 }
 
 /// A value bound to a statement built at run time.
-#[derive(Clone)]
 pub(crate) enum Param {
     Text(String),
     Int(i64),
@@ -655,7 +657,7 @@ pub(crate) fn batch_statements(
     // PostgreSQL: one statement for all three tables (each statement is a round trip).
     let inserts: Vec<Statement> = match dialect {
         Dialect::Sqlite => [events, tasks, timers]
-            .iter()
+            .into_iter()
             .flat_map(|rows| rows.values(""))
             .map(|(insert, _)| insert)
             .collect(),
