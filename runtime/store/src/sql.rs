@@ -344,7 +344,7 @@ impl Columns for AnyRow {
     }
 }
 
-pub(crate) fn run_from_row(row: &impl Columns) -> Result<RunRecord, StoreError> {
+pub(crate) fn run_from_row(row: &(impl Columns + ?Sized)) -> Result<RunRecord, StoreError> {
     let status = row.text("status")?;
     Ok(RunRecord {
         run_id: row.text("run_id")?,
@@ -382,7 +382,7 @@ pub(crate) fn run_from_row(row: &impl Columns) -> Result<RunRecord, StoreError> 
     })
 }
 
-pub(crate) fn task_from_row(row: &impl Columns) -> Result<TaskRecord, StoreError> {
+pub(crate) fn task_from_row(row: &(impl Columns + ?Sized)) -> Result<TaskRecord, StoreError> {
     let options = row.text("options")?;
     Ok(TaskRecord {
         task_id: row.text("task_id")?,
@@ -436,7 +436,7 @@ fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
     })
 }
 
-pub(crate) fn timer_from_row(row: &impl Columns) -> Result<TimerRecord, StoreError> {
+pub(crate) fn timer_from_row(row: &(impl Columns + ?Sized)) -> Result<TimerRecord, StoreError> {
     Ok(TimerRecord {
         run_id: row.text("run_id")?,
         handle: u32::try_from(row.int("handle")?).map_err(|e| corrupt("timer handle", e))?,
@@ -444,7 +444,7 @@ pub(crate) fn timer_from_row(row: &impl Columns) -> Result<TimerRecord, StoreErr
     })
 }
 
-fn inbox_from_row(row: &impl Columns) -> Result<InboxItem, StoreError> {
+fn inbox_from_row(row: &(impl Columns + ?Sized)) -> Result<InboxItem, StoreError> {
     Ok(InboxItem {
         id: row.int("id")?,
         run_id: row.text("run_id")?,
@@ -1202,24 +1202,19 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The runs a `SELECT` of whole runs finds (on SQLite, through its read thread).
-    async fn fetch_runs(&self, select: Statement) -> Result<Vec<RunRecord>, StoreError> {
-        if let Some(threads) = &self.threads {
-            return threads.select(select, |row| run_from_row(row)).await;
-        }
-        let rows = select.query().fetch_all(&self.pool).await?;
-        rows.iter().map(run_from_row).collect()
-    }
-
-    /// The tasks a `SELECT` of whole tasks finds (on SQLite, through its read thread, whose
-    /// plans do not depend on the bound `LIMIT`; sqlx's connections prepared such a
+    /// The rows a `SELECT` finds, each read by `read` (on SQLite, through its read thread,
+    /// whose plans do not depend on a bound `LIMIT`; sqlx's connections prepared such a
     /// statement again on every call).
-    async fn fetch_tasks(&self, select: Statement) -> Result<Vec<TaskRecord>, StoreError> {
+    async fn fetch<T: Send + 'static>(
+        &self,
+        select: Statement,
+        read: fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
         if let Some(threads) = &self.threads {
-            return threads.select(select, |row| task_from_row(row)).await;
+            return threads.select(select, move |row| read(row)).await;
         }
         let rows = select.query().fetch_all(&self.pool).await?;
-        rows.iter().map(task_from_row).collect()
+        rows.iter().map(|row| read(row)).collect()
     }
 
     async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
@@ -1297,17 +1292,26 @@ impl Store for SqlStore {
     }
 
     async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        Ok(self.fetch_runs(run_by_id(run_id)).await?.pop())
+        Ok(self
+            .fetch(run_by_id(run_id), |row| run_from_row(row))
+            .await?
+            .pop())
     }
 
     async fn latest_run(&self, workflow_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        Ok(self.fetch_runs(latest_run_of(workflow_id)).await?.pop())
+        Ok(self
+            .fetch(latest_run_of(workflow_id), |row| run_from_row(row))
+            .await?
+            .pop())
     }
 
     async fn running_runs_of(&self, workflow_ids: &[String]) -> Result<Vec<RunRecord>, StoreError> {
         let mut runs = Vec::new();
         for chunk in workflow_ids.chunks(ROWS_PER_STATEMENT) {
-            runs.extend(self.fetch_runs(running_of(chunk)).await?);
+            runs.extend(
+                self.fetch(running_of(chunk), |row| run_from_row(row))
+                    .await?,
+            );
         }
         Ok(runs)
     }
@@ -1397,15 +1401,10 @@ impl Store for SqlStore {
     }
 
     async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        let select = task_by_id(task_id);
-        if let Some(threads) = &self.threads {
-            return Ok(threads
-                .select(select, |row| task_from_row(row))
-                .await?
-                .pop());
-        }
-        let row = select.query().fetch_optional(&self.pool).await?;
-        row.as_ref().map(task_from_row).transpose()
+        Ok(self
+            .fetch(task_by_id(task_id), |row| task_from_row(row))
+            .await?
+            .pop())
     }
 
     async fn expired_tasks(&self, now_ms: u64, limit: u32) -> Result<Vec<TaskRecord>, StoreError> {
@@ -1416,7 +1415,7 @@ impl Store for SqlStore {
             .param(Param::Int(i(now_ms)))
             .sql(" ORDER BY lease_until_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch_tasks(select).await
+        self.fetch(select, |row| task_from_row(row)).await
     }
 
     async fn release_task(
@@ -1451,7 +1450,7 @@ impl Store for SqlStore {
             .param(Param::Int(i(now_ms)))
             .sql(" ORDER BY visible_at_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch_tasks(select).await
+        self.fetch(select, |row| task_from_row(row)).await
     }
 
     async fn retry_task(
@@ -1539,11 +1538,7 @@ impl Store for SqlStore {
             .param(Param::Text(node.to_owned()))
             .sql(" AND r.status = 'running' ORDER BY t.fire_at_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        if let Some(threads) = &self.threads {
-            return threads.select(select, |row| timer_from_row(row)).await;
-        }
-        let rows = select.query().fetch_all(&self.pool).await?;
-        rows.iter().map(timer_from_row).collect()
+        self.fetch(select, |row| timer_from_row(row)).await
     }
 
     fn single_node(&self) -> bool {
@@ -1791,11 +1786,7 @@ impl Store for SqlStore {
             .param(Param::Text(node.to_owned()))
             .sql(" ORDER BY id LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        if let Some(threads) = &self.threads {
-            return threads.select(select, |row| inbox_from_row(row)).await;
-        }
-        let rows = select.query().fetch_all(&self.pool).await?;
-        rows.iter().map(inbox_from_row).collect()
+        self.fetch(select, |row| inbox_from_row(row)).await
     }
 
     async fn create_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
