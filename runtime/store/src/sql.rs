@@ -168,7 +168,7 @@ pub(crate) enum Param {
 }
 
 impl Param {
-    /// The value as JSON, bytes as a hex string (see [`insert_rows`]).
+    /// The value as JSON, bytes as a hex string (see [`Rows::recordset`]).
     fn write_json(&self, out: &mut String) {
         use std::fmt::Write;
         match self {
