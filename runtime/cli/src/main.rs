@@ -97,6 +97,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(
+        cli.command,
+        Command::Server(_) | Command::Dev(_) | Command::Workers
+    ) {
+        end_quietly_on_a_closed_pipe();
+    }
     weft_telemetry::logs::init(cli.log_format, "warn");
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(args),
@@ -126,6 +132,18 @@ fn main() -> ExitCode {
             }
             ExitCode::from(exit::USAGE)
         }
+    }
+}
+
+/// `weft list | head` ends as Unix tools do when the reader goes away: the Rust runtime ignores
+/// SIGPIPE, so the next `println!` would panic on the closed pipe instead. Not for the
+/// commands that serve: they run until stopped and must outlive any one reader.
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: called on the main thread before any other thread runs, and only resets the
+    // signal's disposition to the default the process would have had without Rust's runtime.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 

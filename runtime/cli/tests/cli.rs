@@ -325,3 +325,28 @@ fn help_says_what_each_command_does() {
     let dev = stdout(&weft(&["dev", "--help"]));
     assert!(dev.starts_with("A server on embedded SQLite"), "{dev}");
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let history = record_hello(dir.path());
+    // `weft replay ... | head -0`: the reader is gone before the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["replay", "--history", &history, "--module"])
+        .arg(weft_tests::HELLO_ACTIVITY)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("weft runs");
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {}",
+        out.status,
+        stderr(&out)
+    );
+}

@@ -31,6 +31,7 @@ use weft_store::{
 
 use crate::ServerError;
 use crate::issued_claims::IssuedClaims;
+use crate::run_cache::RunCache;
 use crate::start_checks::StartChecks;
 
 /// Largest batch committed in one transaction.
@@ -405,9 +406,7 @@ struct State {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     modules: HashMap<String, WorkflowModule>,
-    runs: HashMap<String, CachedRun>,
-    lru: VecDeque<String>,
-    max_cached: usize,
+    runs: RunCache<CachedRun>,
     waiters: Arc<CloseWaiters>,
     /// Workflow ids whose runs close in the batch being built; announced once it commits.
     closed_in_batch: Vec<(String, ClosedRun)>,
@@ -483,9 +482,7 @@ impl Executor {
             store: store.clone(),
             clock,
             modules: HashMap::new(),
-            runs: HashMap::new(),
-            lru: VecDeque::new(),
-            max_cached: max_cached.max(1),
+            runs: RunCache::new(max_cached),
             waiters: waiters.clone(),
             closed_in_batch: Vec::new(),
             closed_records: Vec::new(),
@@ -843,7 +840,6 @@ impl State {
                     tracing::warn!(node = %self.node, cached = self.runs.len(),
                         "this node's lease lapsed; dropping its cached runs");
                     self.runs.clear();
-                    self.lru.clear();
                     self.running_ids.clear();
                     self.claims.clear();
                     self.waiters.forget_running();
@@ -930,13 +926,12 @@ impl State {
                 if matches!(error, BatchFailed::Commit(StoreError::NotOwner { .. })) {
                     // Other runs of this node may have been adopted too.
                     self.runs.clear();
-                    self.lru.clear();
                     self.running_ids.clear();
                     self.claims.clear();
                     self.waiters.forget_running();
                 }
                 for step in &out.steps {
-                    self.runs.remove(&step.run_id);
+                    self.runs.take(&step.run_id);
                     if let Some(created) = &step.create
                         && self.running_ids.get(&created.workflow_id) == Some(&created.run_id)
                     {
@@ -1079,7 +1074,7 @@ impl State {
     /// Where `run_id`'s commands are carried out: here (cached, or rebuilt from history,
     /// adopting it first if its owner is gone) or on its live owner.
     async fn claim(&mut self, run_id: &str) -> Result<Claim, ServerError> {
-        if let Some(cached) = self.runs.remove(run_id) {
+        if let Some(cached) = self.runs.take(run_id) {
             return Ok(Claim::Mine(Box::new(cached)));
         }
         // Closed by the batch being built: the store still says running, and a run rebuilt
@@ -1714,8 +1709,7 @@ impl State {
     }
 
     fn cache(&mut self, run_id: String, cached: CachedRun) {
-        self.runs.insert(run_id.clone(), cached);
-        self.lru.push_back(run_id);
+        self.runs.put(run_id, cached);
     }
 
     /// Trims the cache to its size, least recently used first. Only between batches: a run
@@ -1724,26 +1718,7 @@ impl State {
     /// delivered in the batch that started the child was lost that way; the simulation found
     /// it).
     fn evict(&mut self) {
-        while self.runs.len() > self.max_cached {
-            let Some(oldest) = self.lru.pop_front() else {
-                break;
-            };
-            // Entries may be stale (touched again later); evict only the least recent.
-            if !self.lru.contains(&oldest) {
-                self.runs.remove(&oldest);
-            }
-        }
-        if self.lru.len() > self.max_cached * 4 {
-            let live: std::collections::HashSet<&String> = self.runs.keys().collect();
-            let mut seen = std::collections::HashSet::new();
-            let mut compact = VecDeque::new();
-            for id in self.lru.iter().rev() {
-                if live.contains(id) && seen.insert(id.clone()) {
-                    compact.push_front(id.clone());
-                }
-            }
-            self.lru = compact;
-        }
+        self.runs.trim();
     }
 }
 

@@ -15,6 +15,7 @@ mod http;
 pub mod issued_claims;
 pub mod queue_activity;
 mod rate;
+mod run_cache;
 mod start_checks;
 mod sweeper;
 pub mod telemetry;
