@@ -121,56 +121,87 @@ async fn load(
 }
 
 pub fn bench(server: &crate::client_cmd::Server, args: BenchArgs) -> anyhow::Result<u8> {
-    let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async {
-        let mut client = server.connect().await?;
-        for (workflow_type, path) in [("BenchGreeting", &args.hello), ("BenchSequential", &args.sequential)] {
-            client
-                .upload_module(weft_proto::UploadModuleRequest {
- vet_recent: 0,
-                    workflow_type: workflow_type.into(),
-                    component: crate::read_file(path, "component (build it with `weft build guest-examples`)")?,
-                })
-                .await?;
-        }
-        let mut worker = Worker::connect_with(&server.url(), &server.options()?).await?;
-        worker.activity("compose_greeting", |_: ActivityContext, g: ComposeGreeting| async move {
+    tokio::runtime::Runtime::new()?.block_on(run(server, args))
+}
+
+async fn run(server: &crate::client_cmd::Server, args: BenchArgs) -> anyhow::Result<u8> {
+    let mut client = server.connect().await?;
+    for (workflow_type, path) in [
+        ("BenchGreeting", &args.hello),
+        ("BenchSequential", &args.sequential),
+    ] {
+        client
+            .upload_module(weft_proto::UploadModuleRequest {
+                vet_recent: 0,
+                workflow_type: workflow_type.into(),
+                component: crate::read_file(
+                    path,
+                    "component (build it with `weft build guest-examples`)",
+                )?,
+            })
+            .await?;
+    }
+    let mut worker = Worker::connect_with(&server.url(), &server.options()?).await?;
+    worker.activity(
+        "compose_greeting",
+        |_: ActivityContext, g: ComposeGreeting| async move {
             Ok::<_, ActivityError>(format!("{}, {}!", g.greeting, g.name))
-        });
-        worker.activity("step", |_: ActivityContext, i: u64| async move { Ok::<_, ActivityError>(i) });
-        let worker = Arc::new(worker);
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let mut workers = Vec::new();
-        for queue in ["hello-activity-task-queue", "bench-sequential"] {
-            let (worker, mut stop) = (worker.clone(), stop_rx.clone());
-            workers.push(tokio::spawn(async move {
-                worker.run(queue, 256, async move { let _ = stop.changed().await; }).await
-            }));
-        }
-        let hello = load(server, "hello", "BenchGreeting", "\"World\"", "default", args.workflows, args.concurrency).await?;
-        println!(
-            "hello-activity: {} workflows, {} in flight: {:.0} workflows/s, start-to-result p50 {:.1} ms, p99 {:.1} ms",
-            args.workflows, args.concurrency, hello.per_second, hello.p50_ms, hello.p99_ms
-        );
-        let n = (args.workflows / 10).max(1);
-        let seq = load(
-            server,
-            "seq",
-            "BenchSequential",
-            r#"{"mode":"activities","n":10}"#,
-            "bench-sequential",
-            n,
-            args.concurrency,
-        )
-        .await?;
-        println!(
-            "10 sequential activities: {n} workflows, {} in flight: {:.0} workflows/s ({:.0} activities/s), p50 {:.1} ms, p99 {:.1} ms",
-            args.concurrency, seq.per_second, seq.per_second * 10.0, seq.p50_ms, seq.p99_ms
-        );
-        let _ = stop_tx.send(true);
-        for w in workers {
-            w.await??;
-        }
-        Ok(0)
-    })
+        },
+    );
+    worker.activity("step", |_: ActivityContext, i: u64| async move {
+        Ok::<_, ActivityError>(i)
+    });
+    let worker = Arc::new(worker);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut workers = Vec::new();
+    for queue in ["hello-activity-task-queue", "bench-sequential"] {
+        let (worker, mut stop) = (worker.clone(), stop_rx.clone());
+        workers.push(tokio::spawn(async move {
+            worker
+                .run(queue, 256, async move {
+                    let _ = stop.changed().await;
+                })
+                .await
+        }));
+    }
+    let hello = load(
+        server,
+        "hello",
+        "BenchGreeting",
+        "\"World\"",
+        "default",
+        args.workflows,
+        args.concurrency,
+    )
+    .await?;
+    println!(
+        "hello-activity: {} workflows, {} in flight: {:.0} workflows/s, \
+         start-to-result p50 {:.1} ms, p99 {:.1} ms",
+        args.workflows, args.concurrency, hello.per_second, hello.p50_ms, hello.p99_ms
+    );
+    let n = (args.workflows / 10).max(1);
+    let seq = load(
+        server,
+        "seq",
+        "BenchSequential",
+        r#"{"mode":"activities","n":10}"#,
+        "bench-sequential",
+        n,
+        args.concurrency,
+    )
+    .await?;
+    println!(
+        "10 sequential activities: {n} workflows, {} in flight: {:.0} workflows/s \
+         ({:.0} activities/s), p50 {:.1} ms, p99 {:.1} ms",
+        args.concurrency,
+        seq.per_second,
+        seq.per_second * 10.0,
+        seq.p50_ms,
+        seq.p99_ms
+    );
+    let _ = stop_tx.send(true);
+    for w in workers {
+        w.await??;
+    }
+    Ok(0)
 }
