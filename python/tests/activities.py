@@ -103,8 +103,19 @@ def slow_sync(seconds: float) -> str:
     return f"slept {seconds}"
 
 
+@activity.defn
+async def traced(text: str) -> str:
+    """Makes a span of its own, as a model call would."""
+    from opentelemetry import trace
+
+    with trace.get_tracer("test-model").start_as_current_span("model call"):
+        await asyncio.sleep(0.005)
+    return text.upper()
+
+
 ALL = [
     compose_greeting,
+    traced,
     square,
     flaky,
     refuse,

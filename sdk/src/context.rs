@@ -142,7 +142,21 @@ pub struct Child<O> {
     workflow_type: String,
     input: Vec<u8>,
     options: raw::ChildOptions,
+    parent_close_policy: Option<ParentClosePolicy>,
     _output: PhantomData<fn() -> O>,
+}
+
+/// What happens to a child workflow still running when its parent closes (completes, fails,
+/// is cancelled or terminated, or continues as new).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ParentClosePolicy {
+    /// The child is terminated: the default.
+    #[default]
+    Terminate,
+    /// The child is asked to cancel, and closes as it chooses (a workflow can clean up).
+    RequestCancel,
+    /// The child goes on by itself.
+    Abandon,
 }
 
 impl<O: DeserializeOwned> Child<O> {
@@ -156,13 +170,32 @@ impl<O: DeserializeOwned> Child<O> {
         self.options.task_queue = Some(queue.into());
         self
     }
-    /// Starts the child; wait on the returned handle later.
+    /// What happens to the child if it is still running when this run closes (default:
+    /// [`ParentClosePolicy::Terminate`]).
+    pub fn parent_close_policy(mut self, policy: ParentClosePolicy) -> Self {
+        self.parent_close_policy = Some(policy);
+        self
+    }
+    /// Starts the child; wait on the returned handle later. Cancelling the handle completes
+    /// it as cancelled at once and asks the child to cancel.
     pub fn start(self) -> Pending<O> {
-        Pending::new(host::start_child_workflow(
-            &self.workflow_type,
-            &self.input,
-            &self.options,
-        ))
+        let handle = match self.parent_close_policy {
+            // Only modules that choose a policy import the newer host function.
+            Some(policy) => host::start_child_workflow_ext(
+                &self.workflow_type,
+                &self.input,
+                &self.options,
+                raw::ChildOptionsExt {
+                    parent_close_policy: Some(match policy {
+                        ParentClosePolicy::Terminate => raw::ParentClosePolicy::Terminate,
+                        ParentClosePolicy::RequestCancel => raw::ParentClosePolicy::RequestCancel,
+                        ParentClosePolicy::Abandon => raw::ParentClosePolicy::Abandon,
+                    }),
+                },
+            ),
+            None => host::start_child_workflow(&self.workflow_type, &self.input, &self.options),
+        };
+        Pending::new(handle)
     }
     /// Starts the child and waits for its result.
     pub fn call(self) -> Result<O, Failure> {
@@ -211,6 +244,7 @@ impl Ctx {
                 workflow_id: None,
                 task_queue: None,
             },
+            parent_close_policy: None,
             _output: PhantomData,
         }
     }

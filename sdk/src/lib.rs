@@ -40,7 +40,7 @@ mod context;
 mod error;
 mod pending;
 
-pub use context::{Activity, Child, Ctx, RetryPolicy, WorkflowInfo};
+pub use context::{Activity, Child, Ctx, ParentClosePolicy, RetryPolicy, WorkflowInfo};
 pub use error::{ErrorInfo, Failure, WorkflowError, WorkflowResult};
 pub use pending::{Either, Pending, Select2};
 pub use serde;

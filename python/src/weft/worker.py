@@ -21,7 +21,7 @@ import time
 import traceback
 from typing import Any, Callable, Iterable
 
-from weft import activity, converter
+from weft import activity, converter, tracing
 from weft.client import Client
 from weft.errors import (
     ActivityError,
@@ -165,7 +165,11 @@ class Worker:
     ``max_concurrent``: how many activities run at once (sync ones in a thread pool of that
     size); ``drain_timeout``: on shutdown, how long running activities may finish before their
     tasks are handed back; ``include_tracebacks``: add an exception's traceback to the failure
-    message the workflow sees (off: only ``kind`` and message leave the process).
+    message the workflow sees (off: only ``kind`` and message leave the process);
+    ``otlp_endpoint``: the OpenTelemetry collector this process's spans go to, if the
+    application set up no tracer provider of its own (default: ``WEFT_OTLP_ENDPOINT``, then
+    the ``OTEL_EXPORTER_OTLP_*`` variables; needs the ``otel`` extra). Each attempt runs in a
+    span continuing the run's trace whenever OpenTelemetry is installed (:mod:`weft.tracing`).
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class Worker:
         drain_timeout: float = 10.0,
         include_tracebacks: bool = False,
         worker_id: str | None = None,
+        otlp_endpoint: str | None = None,
     ) -> None:
         if not task_queue:
             raise ValueError("task_queue is required")
@@ -202,6 +207,7 @@ class Worker:
         self._running: dict[asyncio.Task[None], _Attempt] = {}
         self._slot_freed: asyncio.Event | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        tracing.install(otlp_endpoint)
 
     def shutdown(self) -> None:
         """Asks :meth:`run` to stop polling and drain; safe from any thread or a signal."""
@@ -234,6 +240,7 @@ class Worker:
             if signals:
                 _stop_on_signals(loop, self, remove=True)
             self._executor.shutdown(wait=False, cancel_futures=True)
+            tracing.flush()
         log.info("worker %s stopped", self.worker_id)
 
     async def _poll_loop(self) -> None:
@@ -336,7 +343,15 @@ class Worker:
     async def _execute(self, attempt: _Attempt, task: pb.ActivityTask) -> None:
         outcome: pb.CompleteActivityTaskRequest | pb.FailActivityTaskRequest
         try:
-            output = await self._invoke(attempt, task)
+            with tracing.attempt_span(
+                task.traceparent,
+                task.activity_name,
+                task.workflow_id,
+                task.run_id,
+                self.task_queue,
+                task.attempt,
+            ):
+                output = await self._invoke(attempt, task)
             outcome = pb.CompleteActivityTaskRequest(task_token=attempt.token, output=output)
         except asyncio.CancelledError:
             if attempt.abandoned or not attempt.cancelled.is_set():

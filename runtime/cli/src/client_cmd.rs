@@ -190,10 +190,12 @@ fn status_name(status: i32) -> &'static str {
     }
 }
 
+/// A JSON argument as the payload to send: checked, and compact (JSON written over several
+/// lines, as a README prints it, is sent as one line), so that histories hold it as JSON.
 fn json_arg(name: &str, text: &str) -> anyhow::Result<Vec<u8>> {
-    serde_json::from_str::<serde_json::Value>(text)
+    let value = serde_json::from_str::<serde_json::Value>(text)
         .with_context(|| format!("{name} `{text}` is not valid JSON"))?;
-    Ok(text.as_bytes().to_vec())
+    Ok(serde_json::to_vec(&value)?)
 }
 
 pub fn client(server: Server, command: ClientCommand) -> anyhow::Result<u8> {

@@ -29,6 +29,32 @@ pub struct DevArgs {
     /// The guest examples to build and upload.
     #[arg(long, default_value = "guest-examples")]
     examples: PathBuf,
+    #[command(flatten)]
+    traces: TraceArgs,
+}
+
+/// Where a process sends its spans: the same flag and variables for every weft process.
+#[derive(clap::Args)]
+pub struct TraceArgs {
+    /// Send traces to this OpenTelemetry collector over OTLP/gRPC, e.g. http://127.0.0.1:4317
+    /// [default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, then OTEL_EXPORTER_OTLP_ENDPOINT; none:
+    /// no traces are sent].
+    #[arg(long, env = "WEFT_OTLP_ENDPOINT")]
+    otlp_endpoint: Option<String>,
+}
+
+impl TraceArgs {
+    /// The collector to send to, if any.
+    pub fn endpoint(&self) -> Option<String> {
+        weft_telemetry::traces::endpoint(self.otlp_endpoint.clone())
+    }
+}
+
+/// `weft workers`' flags.
+#[derive(clap::Args)]
+pub struct WorkersArgs {
+    #[command(flatten)]
+    traces: TraceArgs,
 }
 
 #[derive(Deserialize)]
@@ -53,7 +79,7 @@ pub fn dev(args: DevArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot listen on {}", args.listen))?;
         let config = ServerConfig {
             database: args.database.clone(),
-            otlp_endpoint: weft_telemetry::traces::endpoint(None),
+            otlp_endpoint: args.traces.endpoint(),
             ..ServerConfig::default()
         };
         let server = tokio::spawn(serve(config, listener, async {
@@ -201,9 +227,14 @@ impl ExampleWorkers {
 }
 
 /// `weft workers`: the examples' activity workers against a running server.
-pub fn workers(server: &crate::client_cmd::Server) -> anyhow::Result<u8> {
+pub fn workers(server: &crate::client_cmd::Server, args: WorkersArgs) -> anyhow::Result<u8> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        // Each attempt's `run activity ...` span continues the attempt's trace (the task's
+        // `traceparent`), as the server's spans do.
+        if let Some(endpoint) = args.traces.endpoint() {
+            weft_telemetry::traces::install(&endpoint, "weft-workers")?;
+        }
         let url = server.url();
         let workers = ExampleWorkers::connect(&url).await?;
         eprintln!(
@@ -214,7 +245,9 @@ pub fn workers(server: &crate::client_cmd::Server) -> anyhow::Result<u8> {
                 ""
             }
         );
-        workers.run().await?;
+        let ran = workers.run().await;
+        weft_telemetry::traces::flush();
+        ran?;
         Ok(0)
     })
 }

@@ -63,7 +63,7 @@ enum Command {
     /// A server on embedded SQLite with the examples uploaded and their workers running.
     Dev(dev_cmd::DevArgs),
     /// The examples' activity workers (as `weft dev` runs them) against --server.
-    Workers,
+    Workers(dev_cmd::WorkersArgs),
     /// Load a running server with hello-activity and 10-activity workflows; report rates and latencies.
     Bench(bench_cmd::BenchArgs),
     /// Serve the gRPC API and the web console (embedded SQLite by default).
@@ -99,7 +99,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if !matches!(
         cli.command,
-        Command::Server(_) | Command::Dev(_) | Command::Workers
+        Command::Server(_) | Command::Dev(_) | Command::Workers(_)
     ) {
         end_quietly_on_a_closed_pipe();
     }
@@ -117,7 +117,7 @@ fn main() -> ExitCode {
         } => build_cmd::build(&path, out, debug, target_dir),
         Command::Server(args) => server_cmd::server(args),
         Command::Dev(args) => dev_cmd::dev(args),
-        Command::Workers => dev_cmd::workers(&cli.server),
+        Command::Workers(args) => dev_cmd::workers(&cli.server, args),
         Command::Bench(args) => bench_cmd::bench(&cli.server, args),
         Command::Client(command) => client_cmd::client(cli.server, command),
         Command::Token(command) => admin_cmd::token(cli.server, command),

@@ -1,8 +1,10 @@
 //! Chaos soak with real processes: two `weft server`s on one PostgreSQL database and two
 //! `weft workers` processes run a mixed workload (hello-activity, a fan-out of 100, timers,
-//! child workflows, continue-as-new, a workflow that fails on purpose) while a seeded schedule
+//! child workflows, children cancelled by their parent or left running under each parent close
+//! policy, continue-as-new, a workflow that fails on purpose) while a seeded schedule
 //! SIGKILLs a random server or worker every few seconds and restarts it. Afterwards every run
-//! must have ended as its workflow says, every history must be numbered without gaps or
+//! must have ended as its workflow says (and each such child as its cancel or policy says),
+//! every history must be numbered without gaps or
 //! duplicates, hold each activity's result at most once, and replay clean on its module; and
 //! no attempt of an activity may have run twice (the workers note each attempt they run).
 //!
@@ -88,10 +90,33 @@ impl Drop for Proc {
 enum Expect {
     Output(serde_json::Value),
     Failed(&'static str),
+    /// Completed, and its child `<id>/0` ended with this status.
+    ChildEnded(RunStatus),
 }
+
+/// The parent close policies the soak's `leave_child` runs go through.
+const POLICIES: [(&str, RunStatus); 3] = [
+    ("terminate", RunStatus::Terminated),
+    ("request_cancel", RunStatus::Cancelled),
+    ("abandon", RunStatus::Completed),
+];
 
 fn workload(kind: u64, i: u64) -> (&'static str, String, Expect) {
     match kind {
+        8 => (
+            "EdgeCases",
+            r#"{"mode": "cancel_at", "op": "child", "stage": "runs", "ms": 3600000, "queue": "default"}"#
+                .into(),
+            Expect::ChildEnded(RunStatus::Cancelled),
+        ),
+        9 => {
+            let (policy, status) = POLICIES[(i % 3) as usize];
+            (
+                "EdgeCases",
+                format!(r#"{{"mode": "leave_child", "policy": "{policy}", "child_ms": 700}}"#),
+                Expect::ChildEnded(status),
+            )
+        }
         0..=2 => (
             "GreetingWorkflow",
             format!("\"c{i}\""),
@@ -122,6 +147,46 @@ fn workload(kind: u64, i: u64) -> (&'static str, String, Expect) {
             r#"{"mode": "fail", "kind": "Declined"}"#.into(),
             Expect::Failed("Declined"),
         ),
+    }
+}
+
+/// The closed run of `id`, asked of the node at `url` through `client` (reconnected when a
+/// kill broke it), keeping every process up meanwhile; panics once `settle` has passed.
+async fn wait_closed(
+    id: &str,
+    url: &str,
+    client: &mut Option<WorkflowServiceClient<tonic::transport::Channel>>,
+    procs: &mut [Proc],
+    settle: Instant,
+) -> proto::GetWorkflowResultResponse {
+    loop {
+        for p in procs.iter_mut() {
+            p.keep_up();
+        }
+        assert!(Instant::now() < settle, "{id} did not end");
+        if client.is_none() {
+            *client = connect(url).await;
+        }
+        let Some(c) = client.as_mut() else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let got = c
+            .get_workflow_result(proto::GetWorkflowResultRequest {
+                workflow_id: id.to_owned(),
+                run_id: String::new(),
+                wait: true,
+                wait_timeout_ms: 10_000,
+            })
+            .await;
+        match got {
+            Ok(r) if r.get_ref().status != RunStatus::Running as i32 => return r.into_inner(),
+            Ok(_) => {}
+            Err(_) => {
+                *client = None;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     }
 }
 
@@ -213,7 +278,7 @@ async fn a_soak_under_random_kills_loses_nothing() {
         let mut started: BTreeMap<String, (&'static str, Expect)> = BTreeMap::new();
         let mut i = 0u64;
         while Instant::now() < deadline {
-            let (workflow_type, input, expect) = workload(rng.below(8), i);
+            let (workflow_type, input, expect) = workload(rng.below(10), i);
             let id = format!("chaos-{i}");
             for attempt in 0.. {
                 assert!(attempt < 200, "no node took the start of {id}");
@@ -279,38 +344,7 @@ async fn a_soak_under_random_kills_loses_nothing() {
     let mut clients = [None, None];
     for (n, (id, (workflow_type, expect))) in started.iter().enumerate() {
         let k = n % 2;
-        let result = loop {
-            for p in procs.iter_mut() {
-                p.keep_up();
-            }
-            assert!(
-                Instant::now() < settle,
-                "{id} ({workflow_type}) did not end"
-            );
-            if clients[k].is_none() {
-                clients[k] = connect(&urls[k]).await;
-            }
-            let Some(c) = clients[k].as_mut() else {
-                tokio::time::sleep(Duration::from_millis(200)).await;
-                continue;
-            };
-            let got = c
-                .get_workflow_result(proto::GetWorkflowResultRequest {
-                    workflow_id: id.clone(),
-                    run_id: String::new(),
-                    wait: true,
-                    wait_timeout_ms: 10_000,
-                })
-                .await;
-            match got {
-                Ok(r) if r.get_ref().status != RunStatus::Running as i32 => break r.into_inner(),
-                Ok(_) => {}
-                Err(_) => {
-                    clients[k] = None;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        };
+        let result = wait_closed(id, &urls[k], &mut clients[k], &mut procs, settle).await;
         settle = Instant::now() + Duration::from_secs(180);
         match expect {
             Expect::Output(want) => {
@@ -329,6 +363,17 @@ async fn a_soak_under_random_kills_loses_nothing() {
                     Some(*kind),
                     "{id}"
                 );
+            }
+            Expect::ChildEnded(status) => {
+                assert_eq!(
+                    result.status,
+                    RunStatus::Completed as i32,
+                    "{id}: {result:?}"
+                );
+                let child = format!("{id}/0");
+                let ended =
+                    wait_closed(&child, &urls[k], &mut clients[k], &mut procs, settle).await;
+                assert_eq!(ended.status, *status as i32, "{child}: {ended:?}");
             }
         }
         // Its history: numbered 1..n (checked on load), one result per activity, clean replay.

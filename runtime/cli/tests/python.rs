@@ -15,7 +15,10 @@ fn repo() -> PathBuf {
 fn the_python_package_passes_its_tests_against_this_build() {
     let python = python();
     let ready = Command::new(&python)
-        .args(["-c", "import weft, pytest, grpc_tools, sklearn, pydantic"])
+        .args([
+            "-c",
+            "import weft, pytest, grpc_tools, sklearn, pydantic, opentelemetry.sdk",
+        ])
         .output();
     match ready {
         Ok(out) if out.status.success() => {}

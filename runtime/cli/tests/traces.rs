@@ -4,7 +4,8 @@
 //! and a caller's `traceparent` on `StartWorkflow`. One trace must run caller -> RPC -> run ->
 //! attempt -> worker -> the activity's own span, on SQLite and on PostgreSQL.
 //!
-//! One test per binary: the worker's tracer is this process's, installed once.
+//! The in-process worker's tracer is this process's, installed once, by one test; the other
+//! tests run only processes (`weft server`, `weft workers`).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -290,4 +291,73 @@ async fn without_an_endpoint_nothing_is_traced_and_a_traceparent_is_ignored() {
         tasks[0].traceparent, "",
         "no trace context leaves an untraced server"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_weft_workers_process_continues_each_attempts_trace() {
+    // A collector of this test's own: the other test's tracer exports this process's spans
+    // elsewhere, and here only the two processes export.
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::start_with_env(
+        &format!("sqlite:{}", dir.path().join("weft.db").display()),
+        free_port(),
+        &["--otlp-endpoint", &endpoint],
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    )
+    .await;
+    let mut client = server.client().await;
+    upload(&mut client, "GreetingWorkflow", weft_tests::HELLO_ACTIVITY).await;
+    // As an operator starts it: the endpoint in WEFT_OTLP_ENDPOINT.
+    let mut workers = std::process::Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["--server", &server.url, "workers"])
+        .env("WEFT_OTLP_ENDPOINT", &endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    start(&mut client, "GreetingWorkflow", "traced-workers", "\"ops\"").await;
+    let result = wait_result(&mut client, "traced-workers").await;
+    assert_eq!(result.status, weft_proto::RunStatus::Completed as i32);
+
+    let mut waited = 0;
+    let run_span = loop {
+        waited += 1;
+        assert!(waited < 600, "the run's span never arrived");
+        let found = collector
+            .spans
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, s)| s.name == "workflow GreetingWorkflow")
+            .map(|(_, s)| hex(&s.trace_id));
+        if let Some(trace_id) = found {
+            break trace_id;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let spans = trace(
+        &collector,
+        &run_span,
+        &["activity compose_greeting", "run activity compose_greeting"],
+    )
+    .await;
+    let attempt = one(&spans, "activity compose_greeting");
+    let work = one(&spans, "run activity compose_greeting");
+    assert_eq!(attempt.service, "weft-server");
+    assert_eq!(work.service, "weft-workers");
+    assert_eq!(
+        work.parent(),
+        attempt.id(),
+        "the worker continues the attempt"
+    );
+    let _ = workers.kill();
+    let _ = workers.wait();
 }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use weft_history::{
-    Completion, DeliveryError, ErrorInfo, EventKind, Failure, Handle, History, Payload, splitmix64,
+    Completion, DeliveryError, Effect, Effects, ErrorInfo, EventKind, Failure, Handle, History,
+    Payload, splitmix64,
 };
 
 use crate::clock::{Clock, ManualClock};
@@ -65,6 +66,27 @@ impl RunReport {
     pub fn history(&self) -> &History {
         self.runs.last().expect("a report has at least one run")
     }
+}
+
+/// A child started by a run, waiting for the harness to run it, and what its parent asked of
+/// it meanwhile.
+struct Kid {
+    handle: Handle,
+    workflow_type: String,
+    workflow_id: String,
+    task_queue: Option<String>,
+    input: Payload,
+    fate: Fate,
+}
+
+/// What happens to a child once it has started.
+#[derive(Clone, Debug, PartialEq)]
+enum Fate {
+    Run,
+    /// Asked to cancel (`RunCancelRequested`) at its first wait.
+    Cancel(String),
+    /// Terminated at its first wait.
+    Terminate(String),
 }
 
 struct ScheduledSignal {
@@ -179,7 +201,14 @@ impl Harness {
         input: Payload,
     ) -> Result<RunReport, HarnessError> {
         let start = self.clock.now_ms();
-        self.run_chain(workflow_type, workflow_id, "default", input, Some(start))
+        self.run_chain(
+            workflow_type,
+            workflow_id,
+            "default",
+            input,
+            Some(start),
+            Fate::Run,
+        )
     }
 
     fn run_chain(
@@ -189,6 +218,7 @@ impl Harness {
         task_queue: &str,
         mut input: Payload,
         signals_epoch_ms: Option<u64>,
+        mut fate: Fate,
     ) -> Result<RunReport, HarnessError> {
         let mut runs = Vec::new();
         let mut children = Vec::new();
@@ -209,7 +239,12 @@ impl Harness {
                 input,
                 seed: splitmix64(id_bits),
             };
-            let (outcome, history, kids) = self.drive(&module, new, signals_epoch_ms)?;
+            let (outcome, history, kids) = self.drive(
+                &module,
+                new,
+                signals_epoch_ms,
+                std::mem::replace(&mut fate, Fate::Run),
+            )?;
             runs.push(history);
             children.extend(kids);
             match outcome {
@@ -236,77 +271,117 @@ impl Harness {
     }
 
     /// Runs one run to its terminal event. Scheduled signals go to the top-level workflow
-    /// only (`signals_epoch_ms` is its start), never to children.
+    /// only (`signals_epoch_ms` is its start), never to children. Children run in the harness
+    /// one after another, each to its end, when their parent next waits (or closes).
     fn drive(
         &mut self,
         module: &WorkflowModule,
         new: NewRun,
         signals_epoch_ms: Option<u64>,
+        mut fate: Fate,
     ) -> Result<(RunOutcome, History, Vec<History>), HarnessError> {
         let workflow_id = new.workflow_id.clone();
         let parent_queue = new.task_queue.clone();
         let mut run = WorkflowRun::start(&self.engine, module, new, self.options());
         let mut seen = 0;
+        let mut effects = Effects::new();
         let mut timers: Vec<(u64, Handle)> = Vec::new();
         let mut activities: Vec<(Handle, String, Payload)> = Vec::new();
-        let mut kids: Vec<(Handle, String, String, Option<String>, Payload)> = Vec::new();
+        let mut kids: Vec<Kid> = Vec::new();
         let mut children = Vec::new();
         for _ in 0..self.max_activations {
-            match run.activate()? {
-                Activation::Finished(outcome) => {
-                    return Ok((outcome, run.into_history(), children));
-                }
+            let mut finished = match run.activate()? {
+                Activation::Finished(outcome) => Some(outcome),
                 Activation::ReplayEnded => {
                     return Err(RunError::Engine("a live run reached replay's end".into()).into());
                 }
-                Activation::Suspended => {}
+                Activation::Suspended => None,
+            };
+            // What its parent asked of a child happens at its first wait.
+            let mut asked = false;
+            if finished.is_none() {
+                match std::mem::replace(&mut fate, Fate::Run) {
+                    Fate::Run => {}
+                    Fate::Cancel(reason) => {
+                        run.deliver(EventKind::RunCancelRequested { reason })?;
+                        asked = true;
+                    }
+                    Fate::Terminate(reason) => {
+                        run.terminate(reason.clone())?;
+                        finished = Some(RunOutcome::Terminated { reason });
+                    }
+                }
             }
             let new_events = run.with_history(|h| h.events[seen..].to_vec());
             seen += new_events.len();
-            for event in new_events {
-                match event.kind {
-                    EventKind::ActivityScheduled {
-                        handle,
-                        name,
-                        input,
-                        ..
-                    } => activities.push((handle, name, input)),
-                    EventKind::TimerStarted {
-                        handle,
-                        duration_ms,
-                    } => timers.push((event.timestamp_ms.saturating_add(duration_ms), handle)),
-                    EventKind::ChildWorkflowStarted {
-                        handle,
-                        workflow_type,
-                        workflow_id,
-                        task_queue,
-                        input,
-                    } => kids.push((handle, workflow_type, workflow_id, task_queue, input)),
-                    EventKind::CancelRequested { handle } => {
-                        // Timers are completed by the machine itself; activities and children
-                        // not yet run are cancelled here.
-                        timers.retain(|(_, h)| *h != handle);
-                        if let Some(i) = activities.iter().position(|a| a.0 == handle) {
-                            activities.remove(i);
-                            run.deliver(EventKind::ActivityCompleted {
-                                handle,
-                                completion: Completion::Err(Failure::Cancelled),
-                            })?;
+            let mut deliveries = Vec::new();
+            for event in &new_events {
+                for effect in effects.next(event) {
+                    match effect {
+                        Effect::ScheduleActivity {
+                            handle,
+                            name,
+                            input,
+                            ..
+                        } => activities.push((handle, name, input)),
+                        Effect::DropTask { handle } => activities.retain(|a| a.0 != handle),
+                        Effect::StartTimer { handle, fire_at_ms } => {
+                            timers.push((fire_at_ms, handle))
                         }
-                        if let Some(i) = kids.iter().position(|k| k.0 == handle) {
-                            kids.remove(i);
-                            run.deliver(EventKind::ChildWorkflowCompleted {
-                                handle,
-                                completion: Completion::Err(Failure::Cancelled),
-                            })?;
+                        Effect::DropTimer { handle } => timers.retain(|(_, h)| *h != handle),
+                        Effect::StartChild {
+                            handle,
+                            workflow_type,
+                            workflow_id,
+                            task_queue,
+                            input,
+                        } => kids.push(Kid {
+                            handle,
+                            workflow_type,
+                            workflow_id,
+                            task_queue,
+                            input,
+                            fate: Fate::Run,
+                        }),
+                        Effect::CancelChild { handle, why, .. } => {
+                            let reason = why.reason(&workflow_id);
+                            kids.iter_mut()
+                                .filter(|k| k.handle == handle)
+                                .for_each(|k| k.fate = Fate::Cancel(reason.clone()));
                         }
+                        Effect::TerminateChild { handle, .. } => {
+                            let reason = format!(
+                                "parent workflow `{workflow_id}` closed (parent close policy: terminate)"
+                            );
+                            kids.iter_mut()
+                                .filter(|k| k.handle == handle)
+                                .for_each(|k| k.fate = Fate::Terminate(reason.clone()));
+                        }
+                        Effect::Deliver { delivery } => deliveries.push(delivery),
                     }
-                    _ => {}
                 }
+            }
+            if let Some(outcome) = finished {
+                // Children it started and did not wait for go their way (their policies).
+                for kid in std::mem::take(&mut kids) {
+                    let queue = kid
+                        .task_queue
+                        .clone()
+                        .unwrap_or_else(|| parent_queue.clone());
+                    if let Ok(report) = self.run_kid(kid, &queue)? {
+                        children.extend(report.runs);
+                        children.extend(report.children);
+                    }
+                }
+                return Ok((outcome, run.into_history(), children));
+            }
+            let completed_cancels = asked || !deliveries.is_empty();
+            for delivery in deliveries {
+                run.deliver(delivery)?;
             }
             // Zero-time work first: activities, children and signals already due.
             let now = self.clock.now_ms();
-            let mut delivered = false;
+            let mut delivered = completed_cancels;
             if let Some(epoch) = signals_epoch_ms {
                 for s in self.signals.iter_mut() {
                     if !s.sent && epoch.saturating_add(s.at_offset_ms) <= now {
@@ -333,9 +408,13 @@ impl Harness {
                 run.deliver(EventKind::ActivityCompleted { handle, completion })?;
                 delivered = true;
             }
-            for (handle, child_type, child_id, queue, input) in std::mem::take(&mut kids) {
-                let queue = queue.unwrap_or_else(|| parent_queue.clone());
-                let completion = match self.run_chain(&child_type, &child_id, &queue, input, None) {
+            for kid in std::mem::take(&mut kids) {
+                let handle = kid.handle;
+                let queue = kid
+                    .task_queue
+                    .clone()
+                    .unwrap_or_else(|| parent_queue.clone());
+                let completion = match self.run_kid(kid, &queue)? {
                     Ok(report) => {
                         children.extend(report.runs);
                         children.extend(report.children);
@@ -344,21 +423,21 @@ impl Harness {
                             RunOutcome::Failed(error) => {
                                 Completion::Err(Failure::ChildFailed(error))
                             }
-                            RunOutcome::ContinuedAsNew(_) | RunOutcome::Terminated { .. } => {
-                                unreachable!("chains end otherwise; the harness never terminates")
+                            RunOutcome::Terminated { reason } => Completion::Err(
+                                Failure::ChildFailed(ErrorInfo::new("Terminated", reason)),
+                            ),
+                            RunOutcome::ContinuedAsNew(_) => {
+                                unreachable!("a chain ends with its last run's outcome")
                             }
                         }
                     }
-                    Err(HarnessError::UnknownWorkflowType(t)) => {
-                        Completion::Err(Failure::ChildFailed(ErrorInfo::new(
-                            "UnknownWorkflowType",
-                            format!("no module is registered for workflow type `{t}`"),
-                        )))
-                    }
-                    Err(other) => return Err(other),
+                    Err(completion) => completion,
                 };
-                run.deliver(EventKind::ChildWorkflowCompleted { handle, completion })?;
-                delivered = true;
+                // A handle cancelled meanwhile was completed as cancelled already.
+                if effects.awaits_result(handle) {
+                    run.deliver(EventKind::ChildWorkflowCompleted { handle, completion })?;
+                    delivered = true;
+                }
             }
             if !delivered {
                 // Skip time to the next timer or scheduled signal.
@@ -393,5 +472,31 @@ impl Harness {
             workflow_id,
             limit: self.max_activations,
         })
+    }
+
+    /// Runs a child to its end: its report, or the completion its parent gets for a child
+    /// that could not start.
+    fn run_kid(
+        &mut self,
+        kid: Kid,
+        queue: &str,
+    ) -> Result<Result<RunReport, Completion>, HarnessError> {
+        match self.run_chain(
+            &kid.workflow_type,
+            &kid.workflow_id,
+            queue,
+            kid.input,
+            None,
+            kid.fate,
+        ) {
+            Ok(report) => Ok(Ok(report)),
+            Err(HarnessError::UnknownWorkflowType(t)) => {
+                Ok(Err(Completion::Err(Failure::ChildFailed(ErrorInfo::new(
+                    "UnknownWorkflowType",
+                    format!("no module is registered for workflow type `{t}`"),
+                )))))
+            }
+            Err(other) => Err(other),
+        }
     }
 }

@@ -10,7 +10,7 @@ use std::task::Poll;
 
 use wasmtime::StoreContextMut;
 use wasmtime::component::Linker;
-use weft_history::{Machine, MachineError, Payload, Wait};
+use weft_history::{Machine, MachineError, ParentClosePolicy, Payload, Wait};
 
 use crate::clock::Clock;
 use crate::log::{LogRecord, LogSink};
@@ -260,16 +260,24 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
     host.func_wrap(
         "start-child-workflow",
         |store, (workflow_type, input, options): (String, Vec<u8>, t::ChildOptions)| {
-            with_machine(&store, "start-child-workflow", |m, now| {
-                m.start_child(
-                    workflow_type,
-                    Payload(input),
-                    options.workflow_id,
-                    options.task_queue,
-                    now,
-                )
-            })
-            .map(|h| (h,))
+            start_child(&store, workflow_type, input, options, None)
+        },
+    )?;
+    host.func_wrap(
+        "start-child-workflow-ext",
+        |store,
+         (workflow_type, input, options, ext): (
+            String,
+            Vec<u8>,
+            t::ChildOptions,
+            t::ChildOptionsExt,
+        )| {
+            let policy = ext.parent_close_policy.map(|p| match p {
+                t::ParentClosePolicy::Terminate => ParentClosePolicy::Terminate,
+                t::ParentClosePolicy::RequestCancel => ParentClosePolicy::RequestCancel,
+                t::ParentClosePolicy::Abandon => ParentClosePolicy::Abandon,
+            });
+            start_child(&store, workflow_type, input, options, policy)
         },
     )?;
     host.func_wrap("next-signal", |store, (name,): (String,)| {
@@ -324,6 +332,27 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         Err::<(), _>(wasmtime::Error::msg("continue-as-new ends the run"))
     })?;
     Ok(())
+}
+
+/// `start-child-workflow` and its `-ext`, which adds the parent close policy.
+fn start_child(
+    store: &StoreContextMut<'_, HostState>,
+    workflow_type: String,
+    input: Vec<u8>,
+    options: t::ChildOptions,
+    policy: Option<ParentClosePolicy>,
+) -> wasmtime::Result<(u32,)> {
+    with_machine(store, "start-child-workflow", |m, now| {
+        m.start_child(
+            workflow_type,
+            Payload(input),
+            options.workflow_id,
+            options.task_queue,
+            policy,
+            now,
+        )
+    })
+    .map(|h| (h,))
 }
 
 fn log_level_from_wit(level: t::LogLevel) -> crate::log::LogLevel {

@@ -55,6 +55,10 @@ pub enum EventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         task_queue: Option<String>,
         input: Payload,
+        /// What happens to the child if it is still running when this run closes. Absent
+        /// in histories recorded before the policy existed: those children are abandoned.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent_close_policy: Option<ParentClosePolicy>,
     },
     SignalAwaited {
         handle: Handle,
@@ -114,6 +118,41 @@ pub enum EventKind {
     RunTerminated {
         reason: String,
     },
+}
+
+/// What happens to a child workflow still running when its parent closes (Temporal's names).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParentClosePolicy {
+    /// The child is terminated (`RunTerminated`): the default for children started now.
+    #[default]
+    Terminate,
+    /// The child is asked to cancel (`RunCancelRequested`) and closes as it chooses.
+    RequestCancel,
+    /// The child goes on by itself: what every child recorded without a policy gets.
+    Abandon,
+}
+
+impl ParentClosePolicy {
+    /// The policy of a child whose start recorded `recorded`.
+    pub fn of_recorded(recorded: Option<ParentClosePolicy>) -> ParentClosePolicy {
+        recorded.unwrap_or(ParentClosePolicy::Abandon)
+    }
+
+    /// The name as histories, the API and the console write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParentClosePolicy::Terminate => "terminate",
+            ParentClosePolicy::RequestCancel => "request_cancel",
+            ParentClosePolicy::Abandon => "abandon",
+        }
+    }
+}
+
+impl fmt::Display for ParentClosePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The three roles an event can play during replay.

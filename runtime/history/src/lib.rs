@@ -6,22 +6,24 @@
 //! - [`payload`]: payloads and the value types of `weft:workflow/types`;
 //! - [`event`]: the events of a history;
 //! - [`file`]: a run's [`History`] and its versioned JSON form;
-//! - [`machine`]: the replay state machine and non-determinism detection.
+//! - [`machine`]: the replay state machine and non-determinism detection;
+//! - [`effects`]: what each event asks of the world (tasks, timers, children), the one
+//!   interpretation every driver applies.
 
+pub mod effects;
 pub mod event;
 pub mod file;
 pub mod machine;
 pub mod payload;
-pub mod pending;
 
-pub use event::{Event, EventKind, EventRole, Handle};
+pub use effects::{ChildCancel, Effect, Effects, pending_operations};
+pub use event::{Event, EventKind, EventRole, Handle, ParentClosePolicy};
 pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
 pub use machine::{
     DeliveryError, LIMIT_EXCEEDED, Limits, Machine, MachineError, NonDeterminism, PendingOp, Wait,
     splitmix64,
 };
 pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
-pub use pending::pending_operations;
 
 #[cfg(test)]
 mod machine_tests;

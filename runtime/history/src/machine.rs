@@ -14,7 +14,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 
-use crate::event::{EventKind, EventRole, Handle};
+use crate::event::{EventKind, EventRole, Handle, ParentClosePolicy};
 use crate::file::History;
 use crate::payload::{Completion, Failure, Payload};
 
@@ -462,13 +462,15 @@ impl Machine {
         Ok(handle)
     }
 
-    /// `start-child-workflow`. `workflow_id` of `None` means "<parent id>/<handle>".
+    /// `start-child-workflow`. `workflow_id` of `None` means "<parent id>/<handle>"; a
+    /// `parent_close_policy` of `None` records the default ([`ParentClosePolicy::Terminate`]).
     pub fn start_child(
         &mut self,
         workflow_type: String,
         input: Payload,
         workflow_id: Option<String>,
         task_queue: Option<String>,
+        parent_close_policy: Option<ParentClosePolicy>,
         now_ms: u64,
     ) -> Result<Handle, MachineError> {
         let handle = self.next_handle();
@@ -481,6 +483,7 @@ impl Machine {
                 workflow_id,
                 task_queue,
                 input,
+                parent_close_policy: Some(parent_close_policy.unwrap_or_default()),
             },
             now_ms,
         )?;

@@ -298,7 +298,7 @@ fn a_completion_for_a_handle_never_issued_is_a_corrupt_history() {
 fn a_changed_timer_duration_or_child_type_or_signal_name_is_non_determinism() {
     let mut m = fresh();
     m.start_timer(5, 0).unwrap();
-    m.start_child("Child".into(), Payload::null(), None, None, 0)
+    m.start_child("Child".into(), Payload::null(), None, None, None, 0)
         .unwrap();
     m.next_signal("go".into(), 0).unwrap();
     let history = m.into_history();
@@ -314,7 +314,7 @@ fn a_changed_timer_duration_or_child_type_or_signal_name_is_non_determinism() {
     let mut r = Machine::new(history.clone());
     r.start_timer(5, 0).unwrap();
     let err = r
-        .start_child("Other".into(), Payload::null(), None, None, 0)
+        .start_child("Other".into(), Payload::null(), None, None, None, 0)
         .unwrap_err();
     assert!(
         matches!(
@@ -326,7 +326,7 @@ fn a_changed_timer_duration_or_child_type_or_signal_name_is_non_determinism() {
 
     let mut r = Machine::new(history);
     r.start_timer(5, 0).unwrap();
-    r.start_child("Child".into(), Payload::null(), None, None, 0)
+    r.start_child("Child".into(), Payload::null(), None, None, None, 0)
         .unwrap();
     let err = r.now(0).unwrap_err();
     assert!(
@@ -340,7 +340,7 @@ fn a_changed_timer_duration_or_child_type_or_signal_name_is_non_determinism() {
 fn a_child_without_an_id_is_named_after_its_parent_and_handle() {
     let mut m = fresh();
     m.start_timer(1, 0).unwrap();
-    m.start_child("Child".into(), Payload::null(), None, None, 0)
+    m.start_child("Child".into(), Payload::null(), None, None, None, 0)
         .unwrap();
     let EventKind::ChildWorkflowStarted { workflow_id, .. } = &m.history().events[2].kind else {
         panic!()

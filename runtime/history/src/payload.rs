@@ -29,6 +29,19 @@ impl Payload {
         &self.0
     }
 
+    /// The payload as a person reads it: the JSON value its bytes hold, however they were
+    /// formatted, else the `{"$bytes": ...}` form of the history file. Not byte-exact: for
+    /// views (the console, the JSON API), never to write back.
+    pub fn to_display_json(&self) -> serde_json::Value {
+        match serde_json::from_slice::<serde_json::Value>(&self.0) {
+            Ok(serde_json::Value::Object(map)) if map.len() == 1 && map.contains_key(BYTES_KEY) => {
+                serde_json::to_value(self).unwrap_or(serde_json::Value::Null)
+            }
+            Ok(value) => value,
+            Err(_) => serde_json::to_value(self).unwrap_or(serde_json::Value::Null),
+        }
+    }
+
     /// The JSON value these bytes hold, if they hold one whose compact form is exactly them.
     fn as_exact_json(&self) -> Option<serde_json::Value> {
         let value: serde_json::Value = serde_json::from_slice(&self.0).ok()?;
@@ -218,6 +231,22 @@ mod tests {
         let json = serde_json::to_string(&Payload(bytes.to_vec())).unwrap();
         let back: Payload = serde_json::from_str(&json).unwrap();
         (json, back)
+    }
+
+    #[test]
+    fn json_in_any_layout_is_shown_as_json_and_other_bytes_as_escaped() {
+        let spread = Payload(b"{\n  \"tickets\": [1, 2]\n}".to_vec());
+        assert_eq!(
+            spread.to_display_json(),
+            serde_json::json!({"tickets": [1, 2]})
+        );
+        // The history file keeps its exact bytes.
+        assert!(serde_json::to_string(&spread).unwrap().contains("$bytes"));
+        let binary = Payload(vec![0xff, 0]);
+        assert_eq!(
+            binary.to_display_json(),
+            serde_json::json!({"$bytes": "/wA="})
+        );
     }
 
     #[test]

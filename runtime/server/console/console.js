@@ -71,6 +71,22 @@ function fmtBytes(n) {
   return `${(n / (1 << 20)).toFixed(1)} MiB`;
 }
 function pretty(v) { return JSON.stringify(v, null, 2); }
+
+// A history value as a person reads it: a `{"$bytes": ...}` payload (bytes that are not
+// compact JSON) whose bytes are JSON laid out otherwise is shown as that JSON.
+function readable(v) {
+  if (Array.isArray(v)) return v.map(readable);
+  if (v === null || typeof v !== "object") return v;
+  const keys = Object.keys(v);
+  if (keys.length === 1 && keys[0] === "$bytes" && typeof v.$bytes === "string") {
+    try {
+      const bin = atob(v.$bytes);
+      const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
+      return JSON.parse(new TextDecoder("utf-8", { fatal: true }).decode(bytes));
+    } catch { return v; }
+  }
+  return Object.fromEntries(keys.map((k) => [k, readable(v[k])]));
+}
 const STATUS_LABEL = {
   running: "running", completed: "completed", failed: "failed",
   continued_as_new: "continued as new", terminated: "terminated", cancelled: "cancelled",
@@ -365,7 +381,8 @@ function renderHead(head, d) {
     r.status === "completed" ? payloadBlock("Output", d.output, "run-output") : null);
   const children = d.children.length ? [
     h("h2", {}, `Children (${d.children.length})`),
-    h("ul", {}, d.children.map((c) => h("li", {}, runLink(c.workflow_id, c.run_id), " ", badge(c.status), ` ${c.workflow_type}`)))] : [];
+    h("ul", {}, d.children.map((c) => h("li", { class: "child-run" }, runLink(c.workflow_id, c.run_id), " ", badge(c.status), ` ${c.workflow_type}`,
+      c.parent_close_policy ? h("span", { class: "muted", title: "what happens to this child if it is still running when this run closes" }, ` · on parent close: ${c.parent_close_policy.replace("_", " ")}`) : null)))] : [];
   fill(head, h("h1", { id: "run-title" }, r.workflow_id), summary, payloads, ...children);
 }
 
@@ -648,7 +665,7 @@ function niceStep(raw) {
 // ---------- events and log lines ----------
 
 function eventSummary(e) {
-  const rest = { ...e };
+  const rest = readable({ ...e });
   delete rest.seq; delete rest.timestamp_ms; delete rest.type;
   const keys = Object.keys(rest);
   if (!keys.length) return "";
@@ -670,7 +687,7 @@ function renderEvents(section, hist) {
   const rows = [...logRows(0)];
   for (const e of events) {
     const details = h("details", { dataset: { seq: e.seq }, open: open.has(String(e.seq)) },
-      h("summary", {}, eventSummary(e) || "details"), h("pre", {}, pretty(e)));
+      h("summary", {}, eventSummary(e) || "details"), h("pre", {}, pretty(readable(e))));
     rows.push(h("tr", { dataset: { seq: e.seq, type: e.type } },
       h("td", { class: "num" }, e.seq),
       h("td", { class: "num", title: fmtTime(e.timestamp_ms) }, `+${fmtDuration(e.timestamp_ms - t0)}`),

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, mpsc, oneshot};
 use weft_engine::weft_history::{
-    Completion, ErrorInfo, Event, EventKind, Failure, Payload, PendingOp,
+    Completion, Effect, Effects, ErrorInfo, Event, EventKind, Failure, Payload,
 };
 use weft_engine::{
     Activation, Clock, Engine, NewRun, RunOptions, RunOutcome, WorkflowModule, WorkflowRun,
@@ -108,6 +108,13 @@ enum RunRef {
     /// The running run of a workflow id.
     Workflow(String),
     Run(String),
+    /// The running run of a child's workflow id, if it is still the child that `parent_run`
+    /// started with `handle` (or a run it continued as), not another run that took the id.
+    Child {
+        workflow_id: String,
+        parent_run: String,
+        handle: u32,
+    },
 }
 
 /// A command for a run owned by another node, as it travels through that node's inbox.
@@ -394,6 +401,8 @@ struct CachedRun {
     record: RunRecord,
     /// Events already turned into side effects.
     seen: usize,
+    /// What the run's events asked of the world, and the operations still open.
+    effects: Effects,
 }
 
 struct State {
@@ -1126,15 +1135,37 @@ impl State {
         });
     }
 
-    /// The run a command is for: a run id as given, a workflow id's running run.
-    async fn resolve(&mut self, target: RunRef) -> Result<String, ServerError> {
+    /// The run a command is for (a run id as given, a workflow id's running run), and for a
+    /// child the parent link its run must have, checked once the run is claimed.
+    async fn resolve(
+        &mut self,
+        target: RunRef,
+    ) -> Result<(String, Option<(String, u32)>), ServerError> {
         match target {
-            RunRef::Run(run_id) => Ok(run_id),
+            RunRef::Run(run_id) => Ok((run_id, None)),
             RunRef::Workflow(workflow_id) => match self.store.latest_run(&workflow_id).await? {
-                Some(r) if r.status == RunStatus::Running => Ok(r.run_id),
+                Some(r) if r.status == RunStatus::Running => Ok((r.run_id, None)),
                 Some(r) => Err(ServerError::RunClosed(r.run_id)),
                 None => Err(ServerError::UnknownWorkflow(workflow_id)),
             },
+            RunRef::Child {
+                workflow_id,
+                parent_run,
+                handle,
+            } => {
+                let parent = Some((parent_run, handle));
+                // A child started in the batch being built is not in the store yet.
+                if let Some(run_id) = self.running_ids.get(&workflow_id) {
+                    return Ok((run_id.clone(), parent));
+                }
+                match self.store.latest_run(&workflow_id).await? {
+                    Some(r) if r.status == RunStatus::Running && r.parent == parent => {
+                        Ok((r.run_id, parent))
+                    }
+                    Some(r) => Err(ServerError::RunClosed(r.run_id)),
+                    None => Err(ServerError::UnknownWorkflow(workflow_id)),
+                }
+            }
         }
     }
 
@@ -1262,6 +1293,7 @@ impl State {
             run,
             record: record.clone(),
             seen: 0,
+            effects: Effects::new(),
         };
         let mut step = StepWrite {
             run_id: run_id.clone(),
@@ -1270,11 +1302,13 @@ impl State {
         };
         self.activate(&mut cached, &mut step, follow_ups)?;
         out.steps.push(step);
+        // A run that closed in its first activation is not kept: a late delivery to it must
+        // find it closed, not step it again (that batch could never commit).
         if cached.record.status == RunStatus::Running {
             self.running_ids
                 .insert(cached.record.workflow_id.clone(), run_id.clone());
+            self.cache(run_id.clone(), cached);
         }
-        self.cache(run_id.clone(), cached);
         Ok(Started {
             run_id,
             existing: false,
@@ -1331,6 +1365,7 @@ impl State {
             .ok_or_else(|| ServerError::UnknownRun(run_id.to_owned()))?;
         let module = self.module(&record.module_id).await?;
         let seen = history.events.len();
+        let effects = Effects::after(&history.events);
         let (wall, started) = (std::time::SystemTime::now(), std::time::Instant::now());
         let mut run = WorkflowRun::resume(&self.engine, &module, history, self.options())
             .map_err(|e| ServerError::Internal(e.to_string()))?;
@@ -1344,7 +1379,12 @@ impl State {
         }
         crate::telemetry::replayed(&record, wall, started.elapsed(), seen);
         tracing::debug!(run_id, events = seen, "rebuilt run from history");
-        Ok(CachedRun { run, record, seen })
+        Ok(CachedRun {
+            run,
+            record,
+            seen,
+            effects,
+        })
     }
 
     /// Activates the run and turns its new events into side effects.
@@ -1370,98 +1410,135 @@ impl State {
             .with_history(|h| h.events[cached.seen..].to_vec());
         crate::telemetry::activated(&cached.record, wall, elapsed, events.len(), None);
         cached.seen += events.len();
-        let record = cached.record.clone();
-        for event in &events {
-            match &event.kind {
-                EventKind::ActivityScheduled {
-                    handle,
-                    name,
-                    input,
-                    options,
-                } => {
-                    let mut task = NewTask {
-                        handle: *handle,
-                        workflow_id: record.workflow_id.clone(),
-                        task_queue: options
-                            .task_queue
-                            .clone()
-                            .unwrap_or_else(|| record.task_queue.clone()),
-                        activity_name: name.clone(),
-                        input: input.clone(),
-                        options: options.clone(),
-                        scheduled_at_ms: event.timestamp_ms,
-                        trace_context: crate::telemetry::child_trace_context(&record),
-                        claim: None,
-                    };
-                    task.claim = self.match_task(&task, &record.run_id);
-                    step.new_tasks.push(task);
-                }
-                EventKind::TimerStarted {
-                    handle,
-                    duration_ms,
-                } => step.new_timers.push(TimerRecord {
-                    run_id: record.run_id.clone(),
-                    handle: *handle,
-                    fire_at_ms: event.timestamp_ms.saturating_add(*duration_ms),
-                }),
-                EventKind::CancelRequested { handle } => {
-                    // A cancelled timer's row goes; a cancelled activity is taken back from
-                    // its queue (rows are inserted before deletes, so same-step tasks go too)
-                    // and completes as cancelled below.
-                    step.done_timers.push(*handle);
-                    step.done_tasks.push(format!("{}/{handle}", record.run_id));
-                }
-                EventKind::ChildWorkflowStarted {
-                    handle,
-                    workflow_type,
-                    workflow_id,
-                    task_queue,
-                    input,
-                } => follow_ups.push(Command::StartInternal(Box::new(InternalStart {
-                    request: StartRequest {
-                        workflow_type: workflow_type.clone(),
-                        workflow_id: workflow_id.clone(),
-                        input: input.clone(),
-                        task_queue: task_queue
-                            .clone()
-                            .unwrap_or_else(|| record.task_queue.clone()),
-                        return_existing: false,
-                        trace_context: crate::telemetry::child_trace_context(&record),
-                    },
-                    run_number: 1,
-                    parent: Some((record.run_id.clone(), *handle)),
-                }))),
-                _ => {}
-            }
-        }
+        let (deliveries, to_children) = self.follow_effects(cached, &events, step, follow_ups);
         if let Activation::Finished(outcome) = activation {
             self.close_run(cached, &outcome, step, follow_ups);
         }
-        // Activity cancellation completes at once (the queue took the task back).
-        for event in &events {
-            if let EventKind::CancelRequested { handle } = &event.kind {
-                let is_activity = cached.run.with_history(|h| {
-                    h.events.iter().any(|e| {
-                        matches!(&e.kind, EventKind::ActivityScheduled { handle: h2, .. } if h2 == handle)
-                    })
+        // Handles that only the outside can complete (cancelled activities and children)
+        // complete in this batch, after the step that cancelled them.
+        if cached.record.status == RunStatus::Running {
+            for delivery in deliveries {
+                let (reply, _) = oneshot::channel();
+                follow_ups.push(Command::Deliver {
+                    run_id: cached.record.run_id.clone(),
+                    delivery,
+                    done_task: None,
+                    done_timer: None,
+                    reply,
                 });
-                if is_activity && cached.record.status == RunStatus::Running {
-                    let (reply, _) = oneshot::channel();
-                    follow_ups.push(Command::Deliver {
-                        run_id: cached.record.run_id.clone(),
-                        delivery: EventKind::ActivityCompleted {
-                            handle: *handle,
-                            completion: Completion::Err(Failure::Cancelled),
+            }
+        }
+        // A child asked to cancel may close in this same batch: its result must find the
+        // handle completed as cancelled already.
+        follow_ups.extend(to_children);
+        step.events.extend(events);
+        Ok(())
+    }
+
+    /// Carries out what `events` (the run's new events, in order) ask of the world: tasks,
+    /// timers and child starts into `step` and `follow_ups`. Returned, to follow the step in
+    /// that order: the deliveries to the run itself, then the cancels and terminations of
+    /// its children.
+    fn follow_effects(
+        &mut self,
+        cached: &mut CachedRun,
+        events: &[Event],
+        step: &mut StepWrite,
+        follow_ups: &mut Vec<Command>,
+    ) -> (Vec<EventKind>, Vec<Command>) {
+        let record = &cached.record;
+        let mut deliveries = Vec::new();
+        let mut to_children = Vec::new();
+        for event in events {
+            for effect in cached.effects.next(event) {
+                match effect {
+                    Effect::ScheduleActivity {
+                        handle,
+                        name,
+                        input,
+                        options,
+                        scheduled_at_ms,
+                    } => {
+                        let mut task = NewTask {
+                            handle,
+                            workflow_id: record.workflow_id.clone(),
+                            task_queue: options
+                                .task_queue
+                                .clone()
+                                .unwrap_or_else(|| record.task_queue.clone()),
+                            activity_name: name,
+                            input,
+                            options,
+                            scheduled_at_ms,
+                            trace_context: crate::telemetry::child_trace_context(record),
+                            claim: None,
+                        };
+                        task.claim = self.match_task(&task, &record.run_id);
+                        step.new_tasks.push(task);
+                    }
+                    // Rows are inserted before deletes, so a task of this same step goes too.
+                    Effect::DropTask { handle } => {
+                        step.done_tasks.push(format!("{}/{handle}", record.run_id))
+                    }
+                    Effect::StartTimer { handle, fire_at_ms } => {
+                        step.new_timers.push(TimerRecord {
+                            run_id: record.run_id.clone(),
+                            handle,
+                            fire_at_ms,
+                        })
+                    }
+                    Effect::DropTimer { handle } => step.done_timers.push(handle),
+                    Effect::StartChild {
+                        handle,
+                        workflow_type,
+                        workflow_id,
+                        task_queue,
+                        input,
+                    } => follow_ups.push(Command::StartInternal(Box::new(InternalStart {
+                        request: StartRequest {
+                            workflow_type,
+                            workflow_id,
+                            input,
+                            task_queue: task_queue.unwrap_or_else(|| record.task_queue.clone()),
+                            return_existing: false,
+                            trace_context: crate::telemetry::child_trace_context(record),
                         },
-                        done_task: None,
-                        done_timer: None,
-                        reply,
-                    });
+                        run_number: 1,
+                        parent: Some((record.run_id.clone(), handle)),
+                    }))),
+                    Effect::CancelChild {
+                        handle,
+                        workflow_id,
+                        why,
+                    } => to_children.push(Command::Cancel {
+                        target: RunRef::Child {
+                            workflow_id,
+                            parent_run: record.run_id.clone(),
+                            handle,
+                        },
+                        reason: why.reason(&record.workflow_id),
+                        reply: oneshot::channel().0,
+                    }),
+                    Effect::TerminateChild {
+                        handle,
+                        workflow_id,
+                    } => to_children.push(Command::Terminate {
+                        target: RunRef::Child {
+                            workflow_id,
+                            parent_run: record.run_id.clone(),
+                            handle,
+                        },
+                        reason: format!(
+                            "parent workflow `{}` closed (parent close policy: terminate)",
+                            record.workflow_id
+                        ),
+                        reply: oneshot::channel().0,
+                    }),
+                    Effect::Deliver { delivery } => deliveries.push(delivery),
                 }
             }
         }
-        step.events.extend(events);
-        Ok(())
+        (deliveries, to_children)
     }
 
     /// Records a run's close in `step` and what follows from it: the next run of a
@@ -1543,7 +1620,7 @@ impl State {
         out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<(), ServerError> {
-        let run_id = self.resolve(target).await?;
+        let (run_id, parent) = self.resolve(target).await?;
         let mut cached = match self.claim(&run_id).await? {
             Claim::Mine(cached) => *cached,
             Claim::Elsewhere(owner) => {
@@ -1551,18 +1628,29 @@ impl State {
                 return Ok(());
             }
         };
+        if let Some(parent) = parent
+            && cached.record.parent.as_ref() != Some(&parent)
+        {
+            self.cache(run_id.clone(), cached);
+            return Err(ServerError::RunClosed(run_id));
+        }
         let seen = cached.seen;
         cached
             .run
             .terminate(reason.clone())
             .map_err(|e| ServerError::Delivery(e.to_string()))?;
+        let events = cached.run.with_history(|h| h.events[seen..].to_vec());
+        cached.seen += events.len();
         let mut step = StepWrite {
             run_id: run_id.clone(),
-            events: cached.run.with_history(|h| h.events[seen..].to_vec()),
             ..StepWrite::default()
         };
+        // Its children follow their policies; nothing is delivered to a closed run.
+        let (_, to_children) = self.follow_effects(&mut cached, &events, &mut step, follow_ups);
+        step.events = events;
         let outcome = RunOutcome::Terminated { reason };
         self.close_run(&mut cached, &outcome, &mut step, follow_ups);
+        follow_ups.extend(to_children);
         out.steps.push(step);
         Ok(())
     }
@@ -1576,7 +1664,7 @@ impl State {
         out: &mut Batch,
         follow_ups: &mut Vec<Command>,
     ) -> Result<Cancelled, ServerError> {
-        let run_id = self.resolve(target).await?;
+        let (run_id, parent) = self.resolve(target).await?;
         let mut cached = match self.claim(&run_id).await? {
             Claim::Mine(cached) => *cached,
             Claim::Elsewhere(owner) => {
@@ -1588,7 +1676,12 @@ impl State {
                 });
             }
         };
-        let workflow_id = cached.record.workflow_id.clone();
+        if let Some(parent) = parent
+            && cached.record.parent.as_ref() != Some(&parent)
+        {
+            self.cache(run_id.clone(), cached);
+            return Err(ServerError::RunClosed(run_id));
+        }
         if cached.run.cancel_requested() {
             self.cache(run_id.clone(), cached);
             return Ok(Cancelled {
@@ -1596,26 +1689,11 @@ impl State {
                 newly_requested: false,
             });
         }
-        let pending = cached.run.pending();
+        // What it waits on lets go (tasks, timers, children) as the effects of the request.
         let mut step = StepWrite {
             run_id: run_id.clone(),
             ..StepWrite::default()
         };
-        for (handle, op) in pending {
-            match op {
-                PendingOp::Activity => step.done_tasks.push(format!("{run_id}/{handle}")),
-                PendingOp::Timer => step.done_timers.push(handle),
-                PendingOp::Child(child_id) => {
-                    let (reply, _) = oneshot::channel();
-                    follow_ups.push(Command::Cancel {
-                        target: RunRef::Workflow(child_id),
-                        reason: format!("parent workflow `{workflow_id}` was cancelled"),
-                        reply,
-                    });
-                }
-                PendingOp::Signal(_) => {}
-            }
-        }
         let result = match cached.run.deliver(EventKind::RunCancelRequested { reason }) {
             Ok(_) => self.activate(&mut cached, &mut step, follow_ups),
             Err(e) => Err(ServerError::Delivery(e.to_string())),
@@ -1678,6 +1756,7 @@ impl State {
             mut run,
             mut record,
             seen,
+            effects,
         } = cached;
         let seq = run
             .deliver(EventKind::RunMigrated {
@@ -1691,7 +1770,12 @@ impl State {
         record.module_id = to.clone();
         let run = WorkflowRun::resume(&self.engine, &module, history, self.options())
             .map_err(|e| ServerError::Internal(e.to_string()))?;
-        let mut migrated = CachedRun { run, record, seen };
+        let mut migrated = CachedRun {
+            run,
+            record,
+            seen,
+            effects,
+        };
         let mut step = StepWrite {
             run_id: run_id.clone(),
             pin_module: Some(to),

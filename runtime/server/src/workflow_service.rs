@@ -6,7 +6,7 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use weft_engine::replay::ReplayVerdict;
 use weft_engine::weft_history::{
-    ErrorInfo, EventKind, History, Payload, PendingOp, pending_operations,
+    ErrorInfo, EventKind, History, ParentClosePolicy, Payload, PendingOp, pending_operations,
 };
 use weft_engine::{Clock, Engine, WorkflowModule, module_sha256};
 use weft_store::{RunFilter, RunRecord, RunStatus, Store};
@@ -146,6 +146,7 @@ fn run_to_proto(r: &RunRecord) -> proto::WorkflowRun {
         started_at_ms: r.started_at_ms,
         closed_at_ms: r.closed_at_ms.unwrap_or(0),
         history_length: r.history_length as u32,
+        parent_close_policy: String::new(),
     }
 }
 
@@ -579,13 +580,44 @@ impl WorkflowApi {
             }
             response.parent_run_id = parent_run_id.clone();
         }
-        response.children = store
+        let children = store
             .child_runs(&run.run_id)
             .await
-            .map_err(ServerError::from)?
-            .iter()
-            .map(run_to_proto)
-            .collect();
+            .map_err(ServerError::from)?;
+        if !children.is_empty() {
+            // Each child's policy is recorded with its start, in this run's history.
+            let history = store
+                .history(&run.run_id)
+                .await
+                .map_err(ServerError::from)?;
+            let policies: std::collections::HashMap<u32, ParentClosePolicy> = history
+                .iter()
+                .flat_map(|h| h.events.iter())
+                .filter_map(|e| match &e.kind {
+                    EventKind::ChildWorkflowStarted {
+                        handle,
+                        parent_close_policy,
+                        ..
+                    } => Some((
+                        *handle,
+                        ParentClosePolicy::of_recorded(*parent_close_policy),
+                    )),
+                    _ => None,
+                })
+                .collect();
+            response.children = children
+                .iter()
+                .map(|child| proto::WorkflowRun {
+                    parent_close_policy: child
+                        .parent
+                        .as_ref()
+                        .and_then(|(_, handle)| policies.get(handle))
+                        .map(|p| p.as_str().to_owned())
+                        .unwrap_or_default(),
+                    ..run_to_proto(child)
+                })
+                .collect();
+        }
         if run.run_number > 1 {
             response.previous_run_id = store
                 .runs_numbered(&run.workflow_id, run.run_number - 1)

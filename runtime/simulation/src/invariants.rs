@@ -60,6 +60,20 @@ pub fn check(world: &World, engine: &Engine) -> Vec<String> {
         {
             check_outcome(run, workflow, &mut broken);
         }
+        // A child whose handle was cancelled, or whose parent closed, ends as that says.
+        if let Some((parent_run, _)) = &run.parent
+            && let Some(parent) = by_id.get(parent_run.as_str())
+            && parent.parent.is_none()
+            && let Some(workflow) = observed.started.get(&parent.workflow_id)
+            && let Some(status) = workflow.children_end()
+            && run.status != RunStatus::Running
+            && run.status != status
+        {
+            broken.push(format!(
+                "child {} run {} of {} ({workflow:?}) ended {:?} {:?}; it must end {status:?}",
+                run.workflow_id, run.run_id, parent.workflow_id, run.status, run.error
+            ));
+        }
     }
     for workflow_id in observed.started.keys() {
         if !runs.iter().any(|r| &r.workflow_id == workflow_id) {
@@ -317,6 +331,7 @@ fn ended_as(run: &RunRecord, output: Option<&serde_json::Value>, want: &Expected
             };
             run.status == status && run.error.as_ref().is_some_and(|e| e.kind == *kind)
         }
+        Expected::Completed => run.status == RunStatus::Completed,
         Expected::Either(a, b) => ended_as(run, output, a) || ended_as(run, output, b),
     }
 }

@@ -56,7 +56,20 @@ pub enum Workflow {
     /// cancels it `after_ms` after the start. It ends cancelled, after its `cleanup`
     /// activity, or completed if `slow` finished first.
     Cancel { child: bool, after_ms: u64 },
+    /// Starts a child that sleeps an hour and cancels its handle at `stage` (`before`,
+    /// `twice`, `runs`; at `completed` the child echoes and is cancelled after): the wait
+    /// gives `cancelled` and the child ends cancelled.
+    CancelChild { stage: &'static str },
+    /// Starts a child that sleeps briefly and closes at once: the child ends as its parent
+    /// close `policy` says.
+    LeaveChild { policy: &'static str },
 }
+
+/// The stages `CancelChild` cancels at.
+const STAGES: &[&str] = &["before", "twice", "runs", "completed"];
+
+/// The parent close policies `LeaveChild` chooses from (`default`: none chosen).
+const POLICIES: &[&str] = &["terminate", "request_cancel", "abandon", "default"];
 
 /// What a run must end with.
 #[derive(Clone, Debug, PartialEq)]
@@ -65,13 +78,15 @@ pub enum Expected {
     Failed {
         kind: &'static str,
     },
+    /// Completed, whatever the output.
+    Completed,
     /// Either of two outcomes, as a race decides.
     Either(Box<Expected>, Box<Expected>),
 }
 
 impl Workflow {
     pub fn draw(rng: &mut Rng, index: usize) -> Workflow {
-        match rng.below(9) {
+        match rng.below(11) {
             0 | 1 => Workflow::Greeting {
                 name: format!("c{index}"),
             },
@@ -89,6 +104,12 @@ impl Workflow {
             },
             6 => Workflow::Fail,
             7 => Workflow::Approval,
+            8 => Workflow::CancelChild {
+                stage: STAGES[rng.below(STAGES.len() as u64) as usize],
+            },
+            9 => Workflow::LeaveChild {
+                policy: POLICIES[rng.below(POLICIES.len() as u64) as usize],
+            },
             _ => Workflow::Cancel {
                 child: rng.chance(0.5),
                 after_ms: rng.below(2_000),
@@ -115,6 +136,15 @@ impl Workflow {
             Workflow::Cancel { child, .. } => {
                 ("EdgeCases", json!({"mode": "cancellable", "child": child}))
             }
+            Workflow::CancelChild { stage } => (
+                "EdgeCases",
+                json!({"mode": "cancel_at", "op": "child", "stage": stage,
+                    "ms": 3_600_000, "queue": "default"}),
+            ),
+            Workflow::LeaveChild { policy } => (
+                "EdgeCases",
+                json!({"mode": "leave_child", "policy": policy, "child_ms": 300}),
+            ),
         }
     }
 
@@ -145,6 +175,27 @@ impl Workflow {
                 Box::new(Expected::Failed { kind: "Cancelled" }),
                 Box::new(Expected::Output(json!(SLOW_OUTPUT))),
             ),
+            Workflow::CancelChild { stage: "completed" } => {
+                Expected::Output(json!({"outcome": "ok"}))
+            }
+            Workflow::CancelChild { .. } => Expected::Output(json!({"outcome": "cancelled"})),
+            Workflow::LeaveChild { .. } => Expected::Completed,
+        }
+    }
+
+    /// How its direct children must close, if that is decided: by the cancel of their
+    /// handle, or by the parent close policy.
+    pub fn children_end(&self) -> Option<weft_store::RunStatus> {
+        use weft_store::RunStatus;
+        match self {
+            Workflow::CancelChild { stage: "completed" } => Some(RunStatus::Completed),
+            Workflow::CancelChild { .. } => Some(RunStatus::Cancelled),
+            Workflow::LeaveChild { policy } => Some(match *policy {
+                "request_cancel" => RunStatus::Cancelled,
+                "abandon" => RunStatus::Completed,
+                _ => RunStatus::Terminated,
+            }),
+            _ => None,
         }
     }
 }

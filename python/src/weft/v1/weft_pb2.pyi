@@ -198,7 +198,7 @@ class GetWorkflowResultResponse(_message.Message):
     def __init__(self, run_id: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., output: _Optional[bytes] = ..., error: _Optional[_Union[ErrorInfo, _Mapping]] = ...) -> None: ...
 
 class WorkflowRun(_message.Message):
-    __slots__ = ("workflow_id", "run_id", "workflow_type", "task_queue", "status", "run_number", "module_id", "started_at_ms", "closed_at_ms", "history_length")
+    __slots__ = ("workflow_id", "run_id", "workflow_type", "task_queue", "status", "run_number", "module_id", "started_at_ms", "closed_at_ms", "history_length", "parent_close_policy")
     WORKFLOW_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     WORKFLOW_TYPE_FIELD_NUMBER: _ClassVar[int]
@@ -209,6 +209,7 @@ class WorkflowRun(_message.Message):
     STARTED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     CLOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     HISTORY_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    PARENT_CLOSE_POLICY_FIELD_NUMBER: _ClassVar[int]
     workflow_id: str
     run_id: str
     workflow_type: str
@@ -219,7 +220,8 @@ class WorkflowRun(_message.Message):
     started_at_ms: int
     closed_at_ms: int
     history_length: int
-    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., workflow_type: _Optional[str] = ..., task_queue: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., run_number: _Optional[int] = ..., module_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., closed_at_ms: _Optional[int] = ..., history_length: _Optional[int] = ...) -> None: ...
+    parent_close_policy: str
+    def __init__(self, workflow_id: _Optional[str] = ..., run_id: _Optional[str] = ..., workflow_type: _Optional[str] = ..., task_queue: _Optional[str] = ..., status: _Optional[_Union[RunStatus, str]] = ..., run_number: _Optional[int] = ..., module_id: _Optional[str] = ..., started_at_ms: _Optional[int] = ..., closed_at_ms: _Optional[int] = ..., history_length: _Optional[int] = ..., parent_close_policy: _Optional[str] = ...) -> None: ...
 
 class DescribeWorkflowRequest(_message.Message):
     __slots__ = ("workflow_id", "run_id")

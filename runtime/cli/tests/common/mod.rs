@@ -151,7 +151,7 @@ pub fn python() -> std::path::PathBuf {
 
 /// How to make what [`python`] names.
 pub const PYTHON_SETUP: &str = "python3 -m venv python/.venv && \
-    python/.venv/bin/pip install -e './python[test,ml]' (.ci/run does this; WEFT_PYTHON names \
+    python/.venv/bin/pip install -e './python[test,ml,otel]' (.ci/run does this; WEFT_PYTHON names \
     another interpreter)";
 
 /// A port for a server to listen on: one no other call in this process returned, below the

@@ -1,8 +1,8 @@
 //! The JSON API (`/api/v1/`): the gRPC `WorkflowService` over HTTP for browsers and curl.
 //!
 //! Each handler builds the gRPC request message, calls the service, and writes the answer as
-//! JSON. Payloads are written as the history file writes them (JSON as JSON, other bytes as
-//! `{"$bytes": base64}`). A failure is `{"error": {"code": "NOT_FOUND", "message": ...}}`
+//! JSON. Payloads holding JSON are written as that JSON, however it was laid out; other bytes
+//! as the history file writes them (`{"$bytes": base64}`). A failure is `{"error": {"code": "NOT_FOUND", "message": ...}}`
 //! with the gRPC code's usual HTTP status.
 
 use std::sync::Arc;
@@ -152,8 +152,9 @@ pub(super) fn grpc_request<T>(headers: &HeaderMap, message: T) -> tonic::Request
     request
 }
 
+/// A payload as the console and API readers see it: JSON as JSON, however it is laid out.
 fn payload(bytes: Vec<u8>) -> Value {
-    serde_json::to_value(Payload(bytes)).unwrap_or(Value::Null)
+    Payload(bytes).to_display_json()
 }
 
 /// A JSON value as payload bytes (compact JSON); absent is `null`.
@@ -210,6 +211,7 @@ fn run_json(r: &proto::WorkflowRun) -> Value {
         "started_at_ms": r.started_at_ms,
         "closed_at_ms": if r.closed_at_ms == 0 { Value::Null } else { r.closed_at_ms.into() },
         "history_length": r.history_length,
+        "parent_close_policy": nonempty(r.parent_close_policy.clone()),
     })
 }
 
