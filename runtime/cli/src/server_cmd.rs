@@ -181,6 +181,8 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
 
 pub fn server(args: ServerArgs) -> anyhow::Result<u8> {
     let (listen, config) = resolve(args)?;
+    // Settings that cannot work are refused before the port is taken.
+    config.check()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen)

@@ -23,19 +23,12 @@ use weft_proto::{self as proto, RunStatus};
 mod common;
 use common::*;
 
-/// A tiny seeded generator (splitmix64): the schedule depends on the seed only.
-struct Rng(u64);
+/// The soak's seeded schedule (weft's SplitMix64): it depends on the seed only.
+struct Rng(weft_history::SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.0.next_u64() % n
     }
 }
 
@@ -216,7 +209,7 @@ async fn a_soak_under_random_kills_loses_nothing() {
                 .map_or(1, |d| d.as_nanos() as u64)
         });
     eprintln!("chaos soak: {seconds} s, seed {seed} (WEFT_CHAOS_SEED={seed} replays the schedule)");
-    let mut rng = Rng(seed);
+    let mut rng = Rng(weft_history::SplitMix64::new(seed));
     let db = PgDatabase::create();
     let urls = [
         format!("http://127.0.0.1:{}", free_port()),
@@ -274,7 +267,7 @@ async fn a_soak_under_random_kills_loses_nothing() {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let starter_urls = urls.clone();
     let starter = tokio::spawn(async move {
-        let mut rng = Rng(seed ^ 0x5EED);
+        let mut rng = Rng(weft_history::SplitMix64::new(seed ^ 0x5EED));
         let mut started: BTreeMap<String, (&'static str, Expect)> = BTreeMap::new();
         let mut i = 0u64;
         while Instant::now() < deadline {

@@ -350,3 +350,19 @@ fn output_into_a_closed_pipe_ends_quietly() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_client_that_cannot_reach_the_server_says_why_once() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = weft(&["--server", &format!("http://127.0.0.1:{port}"), "list"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("cannot connect to the weft server"), "{err}");
+    assert_eq!(err.matches("tcp connect error").count(), 1, "{err}");
+    assert_eq!(err.matches("Connection refused").count(), 1, "{err}");
+}

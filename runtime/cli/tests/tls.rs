@@ -396,3 +396,34 @@ async fn the_console_listener_of_its_own_is_tls_too() {
     server.kill().unwrap();
     server.wait().unwrap();
 }
+
+#[test]
+fn a_client_certificate_table_that_cannot_work_is_refused_before_the_port_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("weft.toml");
+    std::fs::write(
+        &config,
+        "[[client_certs]]\ncommon_name = \"worker-1\"\nrole = \"wizard\"\n",
+    )
+    .unwrap();
+    // The port is busy: a check made after binding would fail on the port instead, and one
+    // made after the node started would have created the database first.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let database = dir.path().join("weft.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_weft"))
+        .args(["server", "--listen", &addr])
+        .arg("--database")
+        .arg(format!("sqlite:{}", database.display()))
+        .args(["--config", s(&config)])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("maps to unknown role `wizard`: use admin, operator, reader or worker"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot listen"), "{stderr}");
+    assert!(!database.exists(), "nothing was opened");
+}

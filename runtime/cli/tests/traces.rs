@@ -61,6 +61,19 @@ impl TraceService for Collector {
     }
 }
 
+/// A collector listening on a port of its own, and its OTLP endpoint.
+async fn collector() -> (Collector, String) {
+    let collector = Collector::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
+    );
+    (collector, endpoint)
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -231,14 +244,7 @@ async fn round(database: &str, endpoint: &str, collector: &Collector, n: u8) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_runs_from_the_caller_through_the_run_to_the_worker_on_sqlite_and_postgresql() {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let (collector, endpoint) = collector().await;
     weft_worker::telemetry::traces::install(&endpoint, "test-worker").unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -297,14 +303,7 @@ async fn without_an_endpoint_nothing_is_traced_and_a_traceparent_is_ignored() {
 async fn the_weft_workers_process_continues_each_attempts_trace() {
     // A collector of this test's own: the other test's tracer exports this process's spans
     // elsewhere, and here only the two processes export.
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
+    let (collector, endpoint) = collector().await;
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with_env(
         &format!("sqlite:{}", dir.path().join("weft.db").display()),

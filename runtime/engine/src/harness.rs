@@ -350,9 +350,7 @@ impl Harness {
                                 .for_each(|k| k.fate = Fate::Cancel(reason.clone()));
                         }
                         Effect::TerminateChild { handle, .. } => {
-                            let reason = format!(
-                                "parent workflow `{workflow_id}` closed (parent close policy: terminate)"
-                            );
+                            let reason = weft_history::terminated_by_parent(&workflow_id);
                             kids.iter_mut()
                                 .filter(|k| k.handle == handle)
                                 .for_each(|k| k.fate = Fate::Terminate(reason.clone()));

@@ -45,6 +45,12 @@ impl ChildCancel {
     }
 }
 
+/// The reason recorded in the `RunTerminated` of a child whose parent closed under the
+/// `terminate` policy.
+pub fn terminated_by_parent(parent_workflow_id: &str) -> String {
+    format!("parent workflow `{parent_workflow_id}` closed (parent close policy: terminate)")
+}
+
 /// One thing a driver must do because of an event.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Effect {

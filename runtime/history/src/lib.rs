@@ -16,12 +16,12 @@ pub mod file;
 pub mod machine;
 pub mod payload;
 
-pub use effects::{ChildCancel, Effect, Effects, pending_operations};
+pub use effects::{ChildCancel, Effect, Effects, pending_operations, terminated_by_parent};
 pub use event::{Event, EventKind, EventRole, Handle, ParentClosePolicy};
 pub use file::{HISTORY_FORMAT, History, HistoryFileError, RunHeader, SUPPORTED_FORMATS};
 pub use machine::{
-    DeliveryError, LIMIT_EXCEEDED, Limits, Machine, MachineError, NonDeterminism, PendingOp, Wait,
-    splitmix64,
+    DeliveryError, LIMIT_EXCEEDED, Limits, Machine, MachineError, NonDeterminism, PendingOp,
+    SplitMix64, Wait, splitmix64, splitmix64_mix,
 };
 pub use payload::{ActivityOptions, Completion, ErrorInfo, Failure, Payload, RetryPolicy};
 

@@ -186,20 +186,28 @@ struct Op {
     state: OpState,
 }
 
-/// SplitMix64: tiny, fast, and fully determined by its seed.
+/// SplitMix64: tiny, fast, and fully determined by its seed. The one generator of weft: a
+/// run's randomness, the server's ids, the simulation's and the chaos soak's schedules.
 #[derive(Clone, Debug)]
-struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next(&mut self) -> u64 {
+    /// The generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(SPLITMIX_GAMMA);
-        splitmix64_finish(self.0)
+        splitmix64_mix(self.0)
     }
 }
 
 const SPLITMIX_GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
-fn splitmix64_finish(mut z: u64) -> u64 {
+/// SplitMix64's output function: scrambles `z` into 64 well-mixed bits.
+pub fn splitmix64_mix(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
@@ -208,7 +216,7 @@ fn splitmix64_finish(mut z: u64) -> u64 {
 /// One SplitMix64 step from `state`: the value the run generator draws first when seeded
 /// with `state`. For deriving ids and seeds deterministically.
 pub fn splitmix64(state: u64) -> u64 {
-    splitmix64_finish(state.wrapping_add(SPLITMIX_GAMMA))
+    splitmix64_mix(state.wrapping_add(SPLITMIX_GAMMA))
 }
 
 /// One run's command/event state machine. Pure: no I/O, no clock (callers pass the time).
@@ -384,7 +392,7 @@ impl Machine {
 
     /// The next value of the run's seeded generator; not recorded.
     pub fn random_u64(&mut self) -> u64 {
-        self.rng.next()
+        self.rng.next_u64()
     }
 
     fn next_handle(&self) -> Handle {

@@ -64,6 +64,52 @@ pub mod credentials {
         std::fs::read(path).map_err(|e| format!("cannot read {var} `{path}`: {e}"))
     }
 
+    /// An error and its sources as one line. A source whose text already holds the one
+    /// before it (tonic's `tcp connect error: Connection refused` under `tcp connect error`)
+    /// replaces it, so nothing is said twice.
+    pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+        let mut parts: Vec<String> = vec![error.to_string()];
+        let mut source = error.source();
+        while let Some(s) = source {
+            let text = s.to_string();
+            match parts.last_mut() {
+                Some(last) if text.starts_with(last.as_str()) => *last = text,
+                Some(last) if last.ends_with(&text) => {}
+                _ => parts.push(text),
+            }
+            source = s.source();
+        }
+        parts.join(": ")
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn an_error_chain_says_each_cause_once() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "transport error",
+            Some(Box::new(E(
+                "tcp connect error",
+                Some(Box::new(E("tcp connect error: Connection refused", None))),
+            ))),
+        );
+        assert_eq!(
+            error_chain(&e),
+            "transport error: tcp connect error: Connection refused"
+        );
+    }
+
     impl ClientOptions {
         /// From files: `ca`, and `cert` + `key` (both or neither).
         pub fn from_files(
@@ -117,15 +163,7 @@ pub mod credentials {
                     "TLS files were given but `{url}` is not https://; use https://"
                 ));
             }
-            let channel = endpoint.connect().await.map_err(|e| {
-                let mut reason = e.to_string();
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    reason = format!("{reason}: {s}");
-                    source = s.source();
-                }
-                reason
-            })?;
+            let channel = endpoint.connect().await.map_err(|e| error_chain(&e))?;
             Ok(InterceptedService::new(channel, bearer))
         }
     }

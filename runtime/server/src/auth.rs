@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use tonic::Status;
+use weft_engine::Clock;
 use weft_store::{AuditRecord, Store, StoreError, TokenRecord};
 
 /// How long a token's `last_used` may lag.
@@ -180,6 +181,9 @@ pub struct Auth {
     failures: Arc<Mutex<HashMap<String, u64>>>,
     /// Client certificates (mutual TLS) that stand for a token.
     cert_roles: Arc<Vec<CertRole>>,
+    /// The node's clock: token expiry, last use and audit times are in its time (a
+    /// simulation's clock is simulated).
+    clock: Arc<dyn Clock>,
 }
 
 /// A client certificate, by its subject's common name, standing for a role and scopes: a
@@ -202,13 +206,6 @@ fn common_name(der: &[u8]) -> Option<String> {
     cn.as_str().ok().map(str::to_owned)
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The caller's address, for the audit log ("" when unknown, e.g. via the JSON API).
 pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
     request
@@ -218,8 +215,8 @@ pub fn peer_of<T>(request: &tonic::Request<T>) -> String {
 }
 
 impl Auth {
-    pub fn new(store: Arc<dyn Store>, enabled: bool) -> Self {
-        Self::with_certificates(store, enabled, Vec::new())
+    pub fn new(store: Arc<dyn Store>, enabled: bool, clock: Arc<dyn Clock>) -> Self {
+        Self::with_certificates(store, enabled, Vec::new(), clock)
     }
 
     /// With client certificates mapped to roles (checked when a call carries no token).
@@ -227,6 +224,7 @@ impl Auth {
         store: Arc<dyn Store>,
         enabled: bool,
         cert_roles: Vec<CertRole>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Auth {
             store,
@@ -234,6 +232,7 @@ impl Auth {
             touched: Arc::default(),
             failures: Arc::default(),
             cert_roles: Arc::new(cert_roles),
+            clock,
         }
     }
 
@@ -275,7 +274,10 @@ impl Auth {
         };
         let principal = match from_certificate {
             Some(p) => Ok(p),
-            None => self.principal(request.metadata(), now_ms()).await,
+            None => {
+                self.principal(request.metadata(), self.clock.now_ms())
+                    .await
+            }
         };
         let principal = match principal {
             Ok(p) => p,
@@ -292,7 +294,7 @@ impl Auth {
     }
 
     async fn audit_failure(&self, peer: &str, why: &str) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         // A burst from one host is one entry, whatever ports its connections use.
         let host = peer.rsplit_once(':').map_or(peer, |(host, _)| host);
         {
@@ -323,7 +325,7 @@ impl Auth {
 
     async fn append(&self, actor: &str, action: &str, target: &str, peer: &str, outcome: &str) {
         let entry = AuditRecord {
-            at_ms: now_ms(),
+            at_ms: self.clock.now_ms(),
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
@@ -594,5 +596,33 @@ mod tests {
         assert!(same_secret(&a, &a.clone()));
         assert!(!same_secret(&a, &b));
         assert!(!same_secret("ab", "abc"));
+    }
+
+    #[tokio::test]
+    async fn a_token_expires_by_the_nodes_clock_not_the_wall_clock() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite:{}", dir.path().join("auth.db").display());
+        let store: Arc<dyn Store> = Arc::new(weft_store::open(&url).await.unwrap());
+        // A node whose clock stands in 2001: the wall clock is far past the expiry.
+        let clock = weft_engine::ManualClock::new(1_000_000_000_000);
+        let auth = Auth::new(store.clone(), true, Arc::new(clock.clone()));
+        let new = NewToken {
+            name: "short".into(),
+            role: "reader".into(),
+            queues: Vec::new(),
+            types: Vec::new(),
+            expires_in_ms: Some(60_000),
+        };
+        let (_, secret) = create_token(store.as_ref(), new, clock.now_ms())
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(());
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {secret}").parse().unwrap());
+        auth.require(&request, Right::Read).await.unwrap();
+        clock.advance_to(clock.now_ms() + 60_000);
+        let refused = auth.require(&request, Right::Read).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused}");
     }
 }

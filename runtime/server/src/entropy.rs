@@ -2,29 +2,25 @@
 //! on a thread that a simulation seeded, a sequence that the seed decides, so that a failing
 //! simulated schedule replays exactly. Token secrets never come from here.
 
-use std::cell::Cell;
+use std::cell::RefCell;
+
+use weft_engine::weft_history::SplitMix64;
 
 thread_local! {
-    /// SplitMix64 state of this thread's seeded sequence; `None`: the OS's randomness.
-    static SEEDED: Cell<Option<u64>> = const { Cell::new(None) };
+    /// This thread's seeded sequence; `None`: the OS's randomness.
+    static SEEDED: RefCell<Option<SplitMix64>> = const { RefCell::new(None) };
 }
 
 /// Makes the random ids drawn on this thread a sequence decided by `seed` (`None`: back to
 /// the OS). For deterministic simulation (`runtime/simulation`), whose nodes all run on
 /// one thread.
 pub fn seed_this_thread(seed: Option<u64>) {
-    SEEDED.with(|s| s.set(seed));
+    SEEDED.with(|s| *s.borrow_mut() = seed.map(SplitMix64::new));
 }
 
 /// 64 random bits.
 pub fn random_u64() -> u64 {
-    if let Some(next) = SEEDED.with(|s| {
-        s.get().map(|state| {
-            let state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            s.set(Some(state));
-            splitmix(state)
-        })
-    }) {
+    if let Some(next) = SEEDED.with(|s| s.borrow_mut().as_mut().map(SplitMix64::next_u64)) {
         return next;
     }
     let mut bytes = [0u8; 8];
@@ -54,12 +50,6 @@ pub fn random_hex(bytes: usize) -> String {
         }
     }
     out
-}
-
-fn splitmix(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
 }
 
 #[cfg(test)]

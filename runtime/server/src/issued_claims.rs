@@ -147,7 +147,7 @@ mod tests {
 
     fn task(run_id: &str, handle: u32, attempt: u32, lease_until_ms: u64) -> TaskRecord {
         TaskRecord {
-            task_id: format!("{run_id}/{handle}"),
+            task_id: crate::activity_policy::task_id(run_id, handle),
             run_id: run_id.to_owned(),
             workflow_id: "wf".into(),
             handle,

@@ -7,12 +7,15 @@
 //! - `http`: the JSON API and the web console, beside gRPC on the same port or on their own;
 //! - [`serve`]: wires them to a listener, with health and reflection services.
 
+mod activity_policy;
 mod admin_service;
 pub mod auth;
+pub mod close_waiters;
 pub mod entropy;
 pub mod executor;
 mod http;
 pub mod issued_claims;
+pub mod pollers;
 pub mod queue_activity;
 mod rate;
 mod run_cache;
@@ -201,6 +204,29 @@ impl TlsFiles {
     }
 }
 
+impl ServerConfig {
+    /// What can be wrong with the settings themselves, found before anything is bound or
+    /// opened: a client certificate mapped to a role that does not exist, or client
+    /// certificates without mutual TLS to verify them.
+    pub fn check(&self) -> Result<(), StartError> {
+        for mapped in &self.cert_roles {
+            if auth::Role::parse(&mapped.role).is_none() {
+                return Err(StartError::Tls(format!(
+                    "client certificate `{}` maps to unknown role `{}`: use admin, operator, reader or worker",
+                    mapped.common_name, mapped.role
+                )));
+            }
+        }
+        if !self.cert_roles.is_empty() && self.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
+            return Err(StartError::Tls(
+                "client_certs map certificates to roles, which needs mutual TLS: set tls_client_ca"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
@@ -286,6 +312,20 @@ pub struct Node {
     admin: admin_service::AdminApi,
 }
 
+/// What this node's parts share, owned by the node: each part is handed the registries it
+/// uses, so that no service reaches into another for them.
+#[derive(Clone, Default)]
+pub(crate) struct Registries {
+    /// The pollers waiting on this node's task queues (the executor hands them tasks).
+    pub pollers: Arc<pollers::QueueNotify>,
+    /// The `GetWorkflowResult` calls waiting for runs to close.
+    pub close_waiters: Arc<close_waiters::CloseWaiters>,
+    /// The task claims this node handed to its workers.
+    pub claims: Arc<issued_claims::IssuedClaims>,
+    /// What this node saw of its queues' workers and attempts, for the console.
+    pub queue_activity: Arc<queue_activity::QueueActivity>,
+}
+
 impl Node {
     /// Spawns the executor, takes over what the last process left (one node per SQLite
     /// file), registers the node's lease and spawns the sweeper.
@@ -301,12 +341,14 @@ impl Node {
             api_limits,
             secure_cookies,
         } = setup;
+        let registries = Registries::default();
         let executor = Executor::spawn(
             node.clone(),
             engine.clone(),
             store.clone(),
             clock.clone(),
             max_cached_runs,
+            &registries,
         );
         if store.single_node() {
             // One server per SQLite file: whatever ran before is gone, its runs are ours now.
@@ -318,6 +360,7 @@ impl Node {
         tokio::spawn(sweeper::run(
             store.clone(),
             executor.clone(),
+            registries.clone(),
             clock.clone(),
             sweep_interval,
         ));
@@ -326,6 +369,7 @@ impl Node {
                 engine,
                 store.clone(),
                 executor.clone(),
+                registries.clone(),
                 clock.clone(),
                 auth.clone(),
                 api_limits,
@@ -336,6 +380,7 @@ impl Node {
         let worker = Arc::new(worker_service::WorkerApi::new(
             store,
             executor.clone(),
+            registries,
             clock,
             auth,
         ));
@@ -354,6 +399,7 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), StartError> {
+    config.check()?;
     // Safe by default: beyond loopback only with protection, or when told to anyway.
     let exposed = [listener.local_addr().ok(), config.http_listen]
         .into_iter()
@@ -403,7 +449,12 @@ pub async fn serve(
         .node_id
         .clone()
         .unwrap_or_else(|| format!("node-{:08x}", entropy::random_u64() & 0xffff_ffff));
-    let auth = auth::Auth::with_certificates(store.clone(), config.auth, config.cert_roles.clone());
+    let auth = auth::Auth::with_certificates(
+        store.clone(),
+        config.auth,
+        config.cert_roles.clone(),
+        Arc::new(SystemClock),
+    );
     let Node {
         workflow,
         worker,
@@ -444,20 +495,6 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| StartError::Serve(e.to_string()))?;
-    for mapped in &config.cert_roles {
-        if auth::Role::parse(&mapped.role).is_none() {
-            return Err(StartError::Tls(format!(
-                "client certificate `{}` maps to unknown role `{}`: use admin, operator, reader or worker",
-                mapped.common_name, mapped.role
-            )));
-        }
-    }
-    if !config.cert_roles.is_empty() && config.tls.as_ref().is_none_or(|t| t.client_ca.is_none()) {
-        return Err(StartError::Tls(
-            "client_certs map certificates to roles, which needs mutual TLS: set tls_client_ca"
-                .into(),
-        ));
-    }
     if config.auth {
         first_admin_token(store.as_ref(), SystemClock.now_ms()).await?;
     }
@@ -563,25 +600,4 @@ pub(crate) fn check_payload(field: &str, bytes: &[u8]) -> Result<(), tonic::Stat
         )));
     }
     Ok(())
-}
-
-/// Milliseconds of retry backoff before attempt `attempt + 1`.
-pub(crate) fn backoff_ms(policy: &weft_engine::weft_history::RetryPolicy, attempt: u32) -> u64 {
-    let exp = policy
-        .backoff_coefficient
-        .max(1.0)
-        .powi(attempt.saturating_sub(1) as i32);
-    let ms = (policy.initial_interval_ms as f64 * exp).min(policy.maximum_interval_ms as f64);
-    ms.max(0.0) as u64
-}
-
-/// The retry policy when an activity names none.
-pub(crate) fn default_retry() -> weft_engine::weft_history::RetryPolicy {
-    weft_engine::weft_history::RetryPolicy {
-        initial_interval_ms: 1_000,
-        backoff_coefficient: 2.0,
-        maximum_interval_ms: 100_000,
-        maximum_attempts: 0,
-        non_retryable_errors: Vec::new(),
-    }
 }

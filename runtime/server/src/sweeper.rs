@@ -9,8 +9,10 @@ use weft_engine::Clock;
 use weft_engine::weft_history::{EventKind, Failure};
 use weft_store::Store;
 
+use crate::Registries;
+use crate::activity_policy::lease_ms;
 use crate::executor::Executor;
-use crate::worker_service::{fail_attempt, lease_ms};
+use crate::worker_service::{AttemptFailed, fail_attempt};
 
 const BATCH: u32 = 256;
 
@@ -24,6 +26,7 @@ const SCHEDULE_TO_START_TIMEOUT: &str = "ScheduleToStartTimeout";
 pub(crate) async fn run(
     store: Arc<dyn Store>,
     executor: Executor,
+    registries: Registries,
     clock: Arc<dyn Clock>,
     every: Duration,
 ) {
@@ -35,7 +38,7 @@ pub(crate) async fn run(
                 tracing::warn!(%error, "cannot renew this node's lease; trying again");
             }
         }
-        if let Err(error) = sweep(store.as_ref(), &executor, clock.as_ref()).await {
+        if let Err(error) = sweep(store.as_ref(), &executor, &registries, clock.as_ref()).await {
             tracing::warn!(%error, "sweep failed; trying again");
         }
         tokio::time::sleep(every).await;
@@ -76,6 +79,7 @@ pub(crate) async fn keep_lease(
 async fn sweep(
     store: &dyn Store,
     executor: &Executor,
+    registries: &Registries,
     clock: &dyn Clock,
 ) -> Result<(), crate::ServerError> {
     let now = clock.now_ms();
@@ -122,7 +126,12 @@ async fn sweep(
             task.attempt,
             lease_ms(&task)
         ));
-        fail_attempt(store, executor, &task, "TimedOut", false, failure, now).await?;
+        let failed = AttemptFailed {
+            kind: "TimedOut",
+            non_retryable: false,
+            failure,
+        };
+        fail_attempt(store, executor, registries, &task, failed, now).await?;
     }
     for task in store.unstarted_tasks(now, BATCH).await? {
         let limit = task
@@ -136,16 +145,12 @@ async fn sweep(
              task queue `{}` took it",
             task.activity_name, task.attempt, task.task_queue
         ));
-        fail_attempt(
-            store,
-            executor,
-            &task,
-            SCHEDULE_TO_START_TIMEOUT,
-            false,
+        let failed = AttemptFailed {
+            kind: SCHEDULE_TO_START_TIMEOUT,
+            non_retryable: false,
             failure,
-            now,
-        )
-        .await?;
+        };
+        fail_attempt(store, executor, registries, &task, failed, now).await?;
     }
     Ok(())
 }

@@ -312,15 +312,13 @@ pub(crate) fn attempt_claimed(task: &TaskRecord, now_ms: u64) -> String {
 /// An attempt of `task` ended at `now_ms` (`error`: why it failed or timed out): seen by the
 /// queue view, counted, and its span, from claim to end, sent.
 pub(crate) fn attempt_ended(
-    executor: &crate::Executor,
+    activity: &crate::queue_activity::QueueActivity,
     task: &TaskRecord,
     outcome: Outcome,
     error: Option<&str>,
     now_ms: u64,
 ) {
-    executor
-        .queue_activity()
-        .attempt_ended(&task.task_queue, &task.activity_name, outcome, now_ms);
+    activity.attempt_ended(&task.task_queue, &task.activity_name, outcome, now_ms);
     let labels = [
         ("task_queue", task.task_queue.clone()),
         ("activity", task.activity_name.clone()),

@@ -6,17 +6,17 @@ use std::time::Duration;
 use tonic::{Request, Response, Status};
 use weft_engine::Clock;
 use weft_engine::weft_history::{Completion, ErrorInfo, EventKind, Failure, Payload};
-use weft_store::{AttemptFailure, Store, TaskRecord, attempt_lease_ms};
+use weft_store::{AttemptFailure, Store, TaskRecord};
 
+use crate::activity_policy::{
+    DEFAULT_START_TO_CLOSE_MS, backoff_ms, default_retry, lease_ms, start_to_close_ms, task_token,
+};
 use crate::auth::{Auth, Right};
 use crate::executor::Executor;
 use crate::issued_claims::IssuedClaims;
 use crate::proto::{self, worker_service_server::WorkerService};
 use crate::queue_activity::Outcome;
-use crate::{ServerError, backoff_ms, check_payload, default_retry};
-
-/// An attempt's time limit when the activity sets no start-to-close timeout.
-pub(crate) const DEFAULT_START_TO_CLOSE_MS: u64 = 300_000;
+use crate::{Registries, ServerError, check_payload};
 const DEFAULT_POLL_MS: u64 = 30_000;
 const MAX_POLL_MS: u64 = 60_000;
 const MAX_TASKS_PER_POLL: u32 = 100;
@@ -25,26 +25,34 @@ const MAX_TASKS_PER_POLL: u32 = 100;
 pub struct WorkerApi {
     store: Arc<dyn Store>,
     executor: Executor,
+    registries: Registries,
     clock: Arc<dyn Clock>,
     auth: Auth,
 }
 
-/// How long one attempt of `task` may hold its lease before a heartbeat or the result.
-pub(crate) fn lease_ms(task: &TaskRecord) -> u64 {
-    attempt_lease_ms(&task.options).unwrap_or(DEFAULT_START_TO_CLOSE_MS)
+/// How an attempt failed or timed out: its error kind (retry policies name kinds), whether
+/// the worker said never to retry it, and what the workflow gets if it is not retried.
+pub(crate) struct AttemptFailed<'a> {
+    pub kind: &'a str,
+    pub non_retryable: bool,
+    pub failure: Failure,
 }
 
-/// Ends an attempt that failed or timed out: retries it per its policy, or delivers
-/// `failure` to the run when no attempt is left.
+/// Ends an attempt that failed or timed out: retries it per its policy, or delivers the
+/// failure to the run when no attempt is left.
 pub(crate) async fn fail_attempt(
     store: &dyn Store,
     executor: &Executor,
+    registries: &Registries,
     task: &TaskRecord,
-    kind: &str,
-    non_retryable: bool,
-    failure: Failure,
+    failed: AttemptFailed<'_>,
     now_ms: u64,
 ) -> Result<(), ServerError> {
+    let AttemptFailed {
+        kind,
+        non_retryable,
+        failure,
+    } = failed;
     let policy = task.options.retry.clone().unwrap_or_else(default_retry);
     let backoff = backoff_ms(&policy, task.attempt);
     let exhausted = policy.maximum_attempts != 0 && task.attempt >= policy.maximum_attempts;
@@ -60,7 +68,7 @@ pub(crate) async fn fail_attempt(
         Failure::Cancelled => "cancelled".to_owned(),
     };
     crate::telemetry::attempt_ended(
-        executor,
+        &registries.queue_activity,
         task,
         outcome,
         Some(&format!("{kind}: {message}")),
@@ -98,7 +106,7 @@ pub(crate) async fn fail_attempt(
                 &ended,
             )
             .await?;
-        executor.queues().get(&task.task_queue).notify_waiters();
+        registries.pollers.get(&task.task_queue).notify_waiters();
         Ok(())
     }
 }
@@ -114,13 +122,10 @@ fn tasks_response(
     let mut tasks = Vec::with_capacity(claimed.len());
     for task in &mut claimed {
         let details = task.heartbeat_details.clone().unwrap_or_default();
-        let start_to_close = task
-            .options
-            .start_to_close_timeout_ms
-            .unwrap_or(DEFAULT_START_TO_CLOSE_MS);
+        let start_to_close = start_to_close_ms(task);
         let traceparent = crate::telemetry::attempt_claimed(task, now);
         tasks.push(proto::ActivityTask {
-            task_token: format!("{}#{}#{secret}", task.task_id, task.attempt),
+            task_token: task_token(&task.task_id, task.attempt, secret),
             activity_name: task.activity_name.clone(),
             // Moved, not copied: what `claims` keeps has no use for it.
             input: std::mem::take(&mut task.input.0),
@@ -156,12 +161,14 @@ impl WorkerApi {
     pub(crate) fn new(
         store: Arc<dyn Store>,
         executor: Executor,
+        registries: Registries,
         clock: Arc<dyn Clock>,
         auth: Auth,
     ) -> Self {
         WorkerApi {
             store,
             executor,
+            registries,
             clock,
             auth,
         }
@@ -181,8 +188,8 @@ impl WorkerApi {
         let (task_id, attempt, secret) = parse_token(token)?;
         let issued = from_claims
             .then(|| {
-                self.executor
-                    .claims()
+                self.registries
+                    .claims
                     .take(task_id, attempt, secret, self.clock.now_ms())
             })
             .flatten();
@@ -254,16 +261,16 @@ impl WorkerService for WorkerApi {
             ms => u64::from(ms).min(MAX_POLL_MS),
         };
         let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-        let notify = self.executor.queues().get(&req.task_queue);
+        let notify = self.registries.pollers.get(&req.task_queue);
         let worker_id = if req.worker_id.is_empty() {
             "(no worker id)"
         } else {
             req.worker_id.as_str()
         };
-        self.executor
-            .queue_activity()
+        self.registries
+            .queue_activity
             .polled(&req.task_queue, worker_id, self.clock.now_ms());
-        let queues = self.executor.queues().clone();
+        let queues = self.registries.pollers.clone();
         loop {
             let notified = notify.notified();
             tokio::pin!(notified);
@@ -283,7 +290,7 @@ impl WorkerService for WorkerApi {
                 .map_err(ServerError::from)?;
             if !claimed.is_empty() {
                 return Ok(Response::new(tasks_response(
-                    self.executor.claims(),
+                    &self.registries.claims,
                     claimed,
                     &secret,
                     now,
@@ -301,7 +308,7 @@ impl WorkerService for WorkerApi {
                 tasks = &mut handed => match tasks {
                     Ok(tasks) => {
                         let now = self.clock.now_ms();
-                        return Ok(Response::new(tasks_response(self.executor.claims(), tasks, &secret, now)));
+                        return Ok(Response::new(tasks_response(&self.registries.claims, tasks, &secret, now)));
                     }
                     // Their batch failed: look in the store again.
                     Err(_) => continue,
@@ -315,7 +322,7 @@ impl WorkerService for WorkerApi {
                 if let Ok(tasks) = handed.await {
                     let now = self.clock.now_ms();
                     return Ok(Response::new(tasks_response(
-                        self.executor.claims(),
+                        &self.registries.claims,
                         tasks,
                         &secret,
                         now,
@@ -351,7 +358,13 @@ impl WorkerService for WorkerApi {
                 None,
             )
             .await?;
-        crate::telemetry::attempt_ended(&self.executor, &task, Outcome::Completed, None, ended_ms);
+        crate::telemetry::attempt_ended(
+            &self.registries.queue_activity,
+            &task,
+            Outcome::Completed,
+            None,
+            ended_ms,
+        );
         Ok(Response::new(proto::CompleteActivityTaskResponse {}))
     }
 
@@ -369,7 +382,7 @@ impl WorkerService for WorkerApi {
         let token = request.get_ref().task_token.clone();
         let task = self.authorized_task(&request, &token, false).await?;
         // This attempt ends here: a later report of it must read the store.
-        self.executor.claims().forget(&task.task_id);
+        self.registries.claims.forget(&task.task_id);
         let req = request.into_inner();
         if req.handed_back {
             tracing::info!(run_id = %task.run_id, task_id = %task.task_id, attempt = task.attempt,
@@ -390,8 +403,8 @@ impl WorkerService for WorkerApi {
                 )
                 .await
                 .map_err(ServerError::from)?;
-            self.executor
-                .queues()
+            self.registries
+                .pollers
                 .get(&task.task_queue)
                 .notify_waiters();
             return Ok(Response::new(proto::FailActivityTaskResponse {}));
@@ -404,10 +417,13 @@ impl WorkerService for WorkerApi {
         fail_attempt(
             self.store.as_ref(),
             &self.executor,
+            &self.registries,
             &task,
-            &req.error_kind,
-            req.non_retryable,
-            failure,
+            AttemptFailed {
+                kind: &req.error_kind,
+                non_retryable: req.non_retryable,
+                failure,
+            },
             self.clock.now_ms(),
         )
         .await?;

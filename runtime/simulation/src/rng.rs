@@ -1,21 +1,17 @@
 //! The seeded random source that makes every choice of a simulation (SplitMix64: small,
 //! fast, and the same sequence on every machine).
 
-/// A deterministic random sequence.
+/// A deterministic random sequence: weft's SplitMix64, with the draws a simulation makes.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub struct Rng(weft_history::SplitMix64);
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Rng(seed)
+        Rng(weft_history::SplitMix64::new(seed))
     }
 
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// A number in `0..n` (0 when `n` is 0).

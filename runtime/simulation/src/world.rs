@@ -288,7 +288,7 @@ impl World {
             clock: self.clock.clone(),
             max_cached_runs: self.shape.max_cached_runs,
             sweep_interval: SWEEP_INTERVAL,
-            auth: Auth::new(store, false),
+            auth: Auth::new(store, false, self.clock.clone()),
             api_limits: ApiLimits::default(),
             secure_cookies: false,
         };

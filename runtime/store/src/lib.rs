@@ -1,10 +1,13 @@
 //! Durable storage for weft, behind one trait with two backends.
 //!
-//! - [`model`]: the rows (runs, tasks, timers) and [`StepWrite`], one step of a run;
+//! - [`model`]: the records (runs, tasks, timers, inbox items, tokens, audit entries),
+//!   [`StepWrite`] (one step of a run) and [`Batch`] (the steps committed together);
 //! - [`sqlite`] and [`postgres`]: connecting and migrating each backend;
-//! - `sql`: the queries, shared by both through sqlx's `Any` driver;
-//! - `sqlite_thread`: SQLite's per-workflow calls on connection threads of their own, one
-//!   message per call rather than per statement.
+//! - `sql/`: [`SqlStore`], the queries once for both through sqlx's `Any` driver: the
+//!   statement kit, the row readers, the commit plan, and a file per table family;
+//! - `sqlite_thread`: SQLite's per-workflow calls (commit, claim, run and task lookups) on a
+//!   writer and a reader thread that each own a rusqlite connection and take a whole call per
+//!   message, running the same statements, and a third thread that checkpoints the log.
 //!
 //! Every step of a run (the events it appends, the tasks and timers it creates or finishes,
 //! and its close) is written in one transaction: after a crash a step is either all there or
@@ -27,7 +30,7 @@ use weft_history::History;
 pub use model::{
     AttemptFailure, AttemptRecord, AuditRecord, Batch, InboxItem, ModuleRecord, NewTask,
     QueueStats, RoutedCommand, RunClose, RunFilter, RunRecord, RunStatus, StepWrite, TaskClaim,
-    TaskRecord, TimerRecord, TokenRecord, attempt_lease_ms,
+    TaskRecord, TimerRecord, TokenRecord, attempt_lease_ms, task_id,
 };
 pub use sql::SqlStore;
 

@@ -93,6 +93,11 @@ pub struct TaskClaim {
     pub lease_until_ms: u64,
 }
 
+/// The id of the task of activity `handle` of run `run_id`.
+pub fn task_id(run_id: &str, handle: u32) -> String {
+    format!("{run_id}/{handle}")
+}
+
 /// How long one attempt of an activity may hold its task without a heartbeat or a result:
 /// the shorter of its heartbeat and start-to-close timeouts; `None` when it sets neither.
 pub fn attempt_lease_ms(options: &ActivityOptions) -> Option<u64> {
