@@ -6,7 +6,8 @@
 //! statement and every row across with a channel message and a wake-up, and a batch of a
 //! hundred steps is a few hundred statements. `perf` on the server put a quarter of its time
 //! in those hand-offs. Here a batch crosses once each way. The statements are the ones the
-//! sqlx path runs (`sql::batch_statements` and friends), prepared once and cached.
+//! sqlx path runs (`sql::batch_statements` and friends), prepared once and cached, and the
+//! interpreter that runs them is the same one too (`sql::write_plan`).
 //!
 //! Only the calls made per workflow go here (commit, claim, and the run and task lookups);
 //! the rest stay on sqlx's pool. Both write through the store's one write gate, so SQLite
@@ -196,40 +197,9 @@ impl SqliteThreads {
         self.writer
             .call(move |connection| {
                 let _gate = gate;
-                let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                for planned in statements {
-                    match planned {
-                        BatchStatement::Write(statement) => {
-                            execute(&tx, &statement)?;
-                        }
-                        BatchStatement::CreateRuns { statement, runs } => {
-                            if execute(&tx, &statement)? != runs.len() {
-                                let mut running = Vec::with_capacity(runs.len());
-                                for run in &runs {
-                                    let found =
-                                        rows(&tx, &sql::running_run_of(&run.workflow_id), |row| {
-                                            sql::run_from_row(row)
-                                        })?;
-                                    running.push(found.into_iter().next().map(|r| r.run_id));
-                                }
-                                let first_state = match runs.first() {
-                                    Some(run) => run_state(&tx, &run.run_id)?,
-                                    None => None,
-                                };
-                                return Err(sql::not_created(&node, &runs, running, first_state));
-                            }
-                        }
-                        BatchStatement::AdvanceRuns { statement, runs } => {
-                            if execute(&tx, &statement)? != runs.len() {
-                                let mut states = Vec::with_capacity(runs.len());
-                                for run in &runs {
-                                    states.push(run_state(&tx, &run.run_id)?);
-                                }
-                                return Err(sql::first_not_advanced(&node, &runs, states));
-                            }
-                        }
-                    }
-                }
+                let mut tx =
+                    connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                ready(sql::write_plan(&mut tx, &node, statements))??;
                 tx.commit()?;
                 if tail.swap(false, Ordering::AcqRel) {
                     checkpoint(connection);
@@ -264,10 +234,10 @@ impl SqliteThreads {
     pub(crate) async fn select<T: Send + 'static>(
         &self,
         statement: Statement,
-        read: impl Fn(&Named<'_, '_>) -> Result<T, StoreError> + Send + 'static,
+        read: sql::Read<T>,
     ) -> Result<Vec<T>, StoreError> {
         self.reader
-            .call(move |connection| rows(connection, &statement, read))
+            .call(move |connection| rows(connection, &statement, |row| read(row)))
             .await
     }
 }
@@ -299,16 +269,41 @@ fn execute(connection: &Connection, statement: &Statement) -> Result<usize, Stor
     Ok(prepare(connection, statement)?.raw_execute()?)
 }
 
-/// A run's [`sql::run_state`].
-fn run_state(connection: &Connection, run_id: &str) -> Result<Option<sql::RunState>, StoreError> {
-    Ok(rows(connection, &sql::run_state(run_id), |row| {
-        Ok((
-            row.int("history_length")?,
-            row.opt_text("owner")?,
-            row.text("status")?,
-        ))
-    })?
-    .pop())
+/// The batch interpreter's transaction on this thread. Each call does its work before it
+/// returns and hands back a future that is ready, so [`ready`] runs the interpreter here
+/// without an async runtime.
+impl sql::Transact for rusqlite::Transaction<'_> {
+    fn execute(
+        &mut self,
+        statement: Statement,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        std::future::ready(execute(self, &statement).map(|n| n as u64))
+    }
+
+    fn rows<T: Send + 'static>(
+        &mut self,
+        statement: Statement,
+        read: sql::Read<T>,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send {
+        std::future::ready(rows(self, &statement, |row| read(row)))
+    }
+}
+
+/// The output of a future whose every await is ready at once (the interpreter's over
+/// rusqlite's [`sql::Transact`]), polled once on this thread.
+fn ready<F: Future>(future: F) -> Result<F::Output, StoreError> {
+    let mut future = std::pin::pin!(future);
+    match future
+        .as_mut()
+        .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+    {
+        std::task::Poll::Ready(output) => Ok(output),
+        std::task::Poll::Pending => Err(StoreError::Unavailable(
+            "a SQLite write waited on something other than SQLite (a defect in weft's store: \
+             please report it)"
+                .to_owned(),
+        )),
+    }
 }
 
 /// Runs a statement and reads each row it returns with `read`.

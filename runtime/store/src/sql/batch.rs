@@ -1,7 +1,8 @@
 //! The commit plan: a batch of steps as the few statements that write it (runs created and
 //! advanced under the fence, events, tasks, timers, deletes, the inbox), and what a refused
-//! fence or creation means. Both drivers run these same statements: sqlx here, rusqlite on
-//! SQLite's writer thread (`sqlite_thread.rs`).
+//! fence or creation means, and the one interpreter of the plan (`write_plan`), which both
+//! drivers run: sqlx's transactions, and rusqlite's on SQLite's writer thread
+//! (`sqlite_thread.rs`).
 
 use super::*;
 
@@ -573,76 +574,71 @@ pub(crate) fn not_advanced(
     }
 }
 
-impl SqlStore {
-    /// A run's [`run_state`], read in `tx`.
-    pub(super) async fn run_state_in(
-        tx: &mut Transaction<'_, Any>,
-        run_id: &str,
-    ) -> Result<Option<RunState>, StoreError> {
-        let row = run_state(run_id).query().fetch_optional(&mut **tx).await?;
-        row.map(|row| -> Result<_, StoreError> {
-            Ok((
-                row.int("history_length")?,
-                row.opt_text("owner")?,
-                row.text("status")?,
-            ))
-        })
-        .transpose()
-    }
-
-    /// Writes a batch in `tx` through sqlx (PostgreSQL; SQLite's batches go to its
-    /// connection thread, `sqlite_thread`).
-    pub(super) async fn write_batch(
-        dialect: Dialect,
-        tx: &mut Transaction<'_, Any>,
-        batch: &Batch,
-    ) -> Result<(), StoreError> {
-        for planned in batch_statements(dialect, batch)? {
-            match planned {
-                BatchStatement::Write(statement) => {
-                    statement.execute(tx).await?;
-                }
-                BatchStatement::CreateRuns { statement, runs } => {
-                    if statement.execute(tx).await? != runs.len() as u64 {
-                        let mut running = Vec::with_capacity(runs.len());
-                        for run in &runs {
-                            let found = running_run_of(&run.workflow_id)
-                                .query()
-                                .fetch_all(&mut **tx)
-                                .await?;
-                            let found: Vec<RunRecord> =
-                                found.iter().map(run_from_row).collect::<Result<_, _>>()?;
-                            running.push(found.into_iter().next().map(|r| r.run_id));
-                        }
-                        let first_state = match runs.first() {
-                            Some(run) => Self::run_state_in(tx, &run.run_id).await?,
-                            None => None,
-                        };
-                        return Err(not_created(&batch.node, &runs, running, first_state));
+/// Writes a batch's statements in `tx`: the one interpreter of the plan, for both drivers
+/// (sqlx's transaction here; rusqlite's on SQLite's writer thread, `sqlite_thread.rs`). A
+/// statement that changed fewer rows than it must stops the batch with why, read in the same
+/// transaction, which the caller then drops.
+pub(crate) async fn write_plan(
+    tx: &mut impl Transact,
+    node: &str,
+    statements: Vec<BatchStatement>,
+) -> Result<(), StoreError> {
+    for planned in statements {
+        match planned {
+            BatchStatement::Write(statement) => {
+                tx.execute(statement).await?;
+            }
+            BatchStatement::CreateRuns { statement, runs } => {
+                if tx.execute(statement).await? != runs.len() as u64 {
+                    let mut running = Vec::with_capacity(runs.len());
+                    for run in &runs {
+                        let found = tx
+                            .rows(running_run_of(&run.workflow_id), |row| row.text("run_id"))
+                            .await?;
+                        running.push(found.into_iter().next());
                     }
+                    let first_state = match runs.first() {
+                        Some(run) => stored_state(tx, &run.run_id).await?,
+                        None => None,
+                    };
+                    return Err(not_created(node, &runs, running, first_state));
                 }
-                BatchStatement::AdvanceRuns { statement, runs } => {
-                    if statement.execute(tx).await? != runs.len() as u64 {
-                        let mut states = Vec::with_capacity(runs.len());
-                        for run in &runs {
-                            states.push(Self::run_state_in(tx, &run.run_id).await?);
-                        }
-                        return Err(first_not_advanced(&batch.node, &runs, states));
+            }
+            BatchStatement::AdvanceRuns { statement, runs } => {
+                if tx.execute(statement).await? != runs.len() as u64 {
+                    let mut states = Vec::with_capacity(runs.len());
+                    for run in &runs {
+                        states.push(stored_state(tx, &run.run_id).await?);
                     }
+                    return Err(first_not_advanced(node, &runs, states));
                 }
             }
         }
-        Ok(())
     }
+    Ok(())
+}
 
+/// A run's [`run_state`], read in `tx`.
+async fn stored_state(
+    tx: &mut impl Transact,
+    run_id: &str,
+) -> Result<Option<RunState>, StoreError> {
+    Ok(tx
+        .rows(run_state(run_id), run_state_from_row)
+        .await?
+        .into_iter()
+        .next())
+}
+
+impl SqlStore {
     pub(super) async fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        let statements = batch_statements(self.dialect, batch)?;
         if let Some(threads) = &self.threads {
-            let statements = batch_statements(Dialect::Sqlite, batch)?;
             let gate = self.gate().await;
             return threads.commit(statements, batch.node.clone(), gate).await;
         }
         let (_gate, mut tx) = self.begin_write().await?;
-        Self::write_batch(self.dialect, &mut tx, batch).await?;
+        write_plan(&mut tx, &batch.node, statements).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -14,59 +14,52 @@ impl SqlStore {
         lease_until_ms: u64,
     ) -> Result<bool, StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
-        let renewed = sqlx::query("UPDATE nodes SET lease_until_ms = $2 WHERE node_id = $1")
-            .bind(node)
-            .bind(i(lease_until_ms))
-            .execute(&mut *tx)
-            .await?
-            .rows_affected()
-            == 1;
+        let renew = Statement::with(
+            "UPDATE nodes SET lease_until_ms = $1 WHERE node_id = $2",
+            vec![i(lease_until_ms).into(), node.into()],
+        );
+        let renewed = tx.execute(renew).await? == 1;
         if !renewed {
-            sqlx::query("INSERT INTO nodes (node_id, lease_until_ms) VALUES ($1, $2)")
-                .bind(node)
-                .bind(i(lease_until_ms))
-                .execute(&mut *tx)
-                .await?;
+            let join = Statement::with(
+                "INSERT INTO nodes (node_id, lease_until_ms) VALUES ($1, $2)",
+                vec![node.into(), i(lease_until_ms).into()],
+            );
+            tx.execute(join).await?;
         }
         tx.commit().await?;
         Ok(renewed)
     }
 
     pub(super) async fn node_alive(&self, node: &str, now_ms: u64) -> Result<bool, StoreError> {
-        let alive: Option<i64> = sqlx::query_scalar(
+        let select = Statement::with(
             "SELECT lease_until_ms FROM nodes WHERE node_id = $1 AND lease_until_ms >= $2",
-        )
-        .bind(node)
-        .bind(i(now_ms))
-        .fetch_optional(&self.pool)
-        .await?;
+            vec![node.into(), i(now_ms).into()],
+        );
+        let alive = self
+            .fetch_first(Lane::Pool, select, |row| row.int("lease_until_ms"))
+            .await?;
         Ok(alive.is_some())
     }
 
     pub(super) async fn adopt_orphans(&self, node: &str, now_ms: u64) -> Result<u64, StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
-        let adopted = sqlx::query(
+        let runs = Statement::with(
             "UPDATE runs SET owner = $1 WHERE status = 'running' AND (owner IS NULL OR (owner <> $1 \
              AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $2)))",
-        )
-        .bind(node)
-        .bind(i(now_ms))
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        sqlx::query(
+            vec![node.into(), i(now_ms).into()],
+        );
+        let adopted = tx.execute(runs).await?;
+        let inbox = Statement::with(
             "UPDATE inbox SET owner = $1 WHERE owner <> $1 \
              AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = inbox.owner AND n.lease_until_ms >= $2)",
-        )
-        .bind(node)
-        .bind(i(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("DELETE FROM nodes WHERE node_id <> $1 AND lease_until_ms < $2")
-            .bind(node)
-            .bind(i(now_ms))
-            .execute(&mut *tx)
-            .await?;
+            vec![node.into(), i(now_ms).into()],
+        );
+        tx.execute(inbox).await?;
+        let gone = Statement::with(
+            "DELETE FROM nodes WHERE node_id <> $1 AND lease_until_ms < $2",
+            vec![node.into(), i(now_ms).into()],
+        );
+        tx.execute(gone).await?;
         tx.commit().await?;
         Ok(adopted)
     }
@@ -78,22 +71,19 @@ impl SqlStore {
         now_ms: u64,
     ) -> Result<bool, StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
-        sqlx::query(
-            "UPDATE runs SET owner = $2 WHERE run_id = $1 AND status = 'running' AND (owner IS NULL \
+        let adopt = Statement::with(
+            "UPDATE runs SET owner = $1 WHERE run_id = $2 AND status = 'running' AND (owner IS NULL \
              OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.node_id = runs.owner AND n.lease_until_ms >= $3))",
-        )
-        .bind(run_id)
-        .bind(node)
-        .bind(i(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        let owner: Option<Option<String>> =
-            sqlx::query_scalar("SELECT owner FROM runs WHERE run_id = $1")
-                .bind(run_id)
-                .fetch_optional(&mut *tx)
-                .await?;
+            vec![node.into(), run_id.into(), i(now_ms).into()],
+        );
+        tx.execute(adopt).await?;
+        let owner = Statement::with(
+            "SELECT owner FROM runs WHERE run_id = $1",
+            vec![run_id.into()],
+        );
+        let owner = tx.rows(owner, |row| row.opt_text("owner")).await?;
         tx.commit().await?;
-        Ok(owner.flatten().as_deref() == Some(node))
+        Ok(owner.into_iter().next().flatten().as_deref() == Some(node))
     }
 
     pub(super) async fn inbox(&self, node: &str, limit: u32) -> Result<Vec<InboxItem>, StoreError> {
@@ -102,6 +92,7 @@ impl SqlStore {
             .param(Param::Text(node.to_owned()))
             .sql(" ORDER BY id LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch(select, |row| inbox_from_row(row)).await
+        self.fetch(Lane::Step, select, |row| inbox_from_row(row))
+            .await
     }
 }

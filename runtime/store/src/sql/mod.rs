@@ -5,7 +5,8 @@
 //! `batch.rs` (the commit plan), and one file per table family: `runs.rs` (runs, modules,
 //! histories), `tasks.rs` (tasks, timers, attempts), `cluster.rs` (nodes, adoption, the
 //! inbox), `console.rs` (lists and counts), `access.rs` (tokens, audit). This file holds the
-//! store itself, its write gate, the one way rows are fetched, and the `Store` impl, which only
+//! store itself, its write gate, the one way rows are read and single writes made outside a
+//! transaction (`fetch`, `execute`; inside one, `Transact`), and the `Store` impl, which only
 //! routes each call to its file. `Store` stays one trait: the server holds one `Arc<dyn
 //! Store>`, and the simulation wraps one to inject faults.
 
@@ -23,7 +24,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{Any, AnyPool, AssertSqlSafe, Row, Transaction};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
 use weft_history::{ErrorInfo, Event, History, Payload, RunHeader};
 
@@ -95,30 +96,48 @@ impl SqlStore {
         Ok((gate, tx))
     }
 
-    /// The rows a `SELECT` finds, each read by `read` (on SQLite, through its read thread,
-    /// whose plans do not depend on a bound `LIMIT`; sqlx's connections prepared such a
-    /// statement again on every call).
+    /// The rows a `SELECT` finds, each read by `read`. On SQLite a [`Lane::Step`] read runs
+    /// on the store's read thread, whose plans do not depend on a bound `LIMIT` (sqlx's
+    /// connections prepared such a statement again on every call).
     async fn fetch<T: Send + 'static>(
         &self,
+        lane: Lane,
         select: Statement,
-        read: fn(&dyn Columns) -> Result<T, StoreError>,
+        read: Read<T>,
     ) -> Result<Vec<T>, StoreError> {
-        if let Some(threads) = &self.threads {
-            return threads.select(select, move |row| read(row)).await;
+        if let (Lane::Step, Some(threads)) = (lane, &self.threads) {
+            return threads.select(select, read).await;
         }
         let rows = select.query().fetch_all(&self.pool).await?;
         rows.iter().map(|row| read(row)).collect()
     }
 
-    async fn runs_where(&self, clause: &str, bind: &str) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE {clause}"
-        )))
-        .bind(bind)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+    /// The first row a `SELECT` finds (see [`SqlStore::fetch`]).
+    async fn fetch_first<T: Send + 'static>(
+        &self,
+        lane: Lane,
+        select: Statement,
+        read: Read<T>,
+    ) -> Result<Option<T>, StoreError> {
+        Ok(self.fetch(lane, select, read).await?.into_iter().next())
     }
+
+    /// One write outside a transaction, under the write gate; the rows it changed.
+    async fn execute(&self, statement: Statement) -> Result<u64, StoreError> {
+        let _gate = self.gate().await;
+        Ok(statement.query().execute(&self.pool).await?.rows_affected())
+    }
+}
+
+/// Which connection a read takes on SQLite (PostgreSQL has its pool only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// The reads each workflow step makes (a run, a task, timers coming due, the inbox):
+    /// SQLite's read thread.
+    Step,
+    /// The rest (histories, console lists and counts, tokens): sqlx's pool, so a long list
+    /// does not hold up the steps behind it.
+    Pool,
 }
 
 #[async_trait]

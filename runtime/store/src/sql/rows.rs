@@ -1,6 +1,8 @@
 //! Reading rows: the column lists of each record, and one reader per record kind over any
 //! row (`Columns`: sqlx's `AnyRow`, or a rusqlite row on SQLite's threads).
 
+use sqlx::Row;
+
 use super::*;
 
 pub(crate) const RUN_COLUMNS: &str = "run_id, workflow_id, workflow_type, task_queue, run_number, module_id, \
@@ -137,19 +139,82 @@ pub(crate) fn list(v: &Option<Vec<String>>) -> Option<String> {
     v.as_ref().map(|v| v.join(","))
 }
 
-pub(crate) fn token_from_row(row: &AnyRow) -> Result<TokenRecord, StoreError> {
+pub(crate) fn token_from_row(row: &dyn Columns) -> Result<TokenRecord, StoreError> {
     let split = |v: Option<String>| v.map(|v| v.split(',').map(str::to_owned).collect());
     Ok(TokenRecord {
-        name: row.try_get("name")?,
-        hash: row.try_get("hash")?,
-        role: row.try_get("role")?,
-        queues: split(row.try_get("queues")?),
-        types: split(row.try_get("types")?),
-        created_at_ms: u(row.try_get("created_at_ms")?),
-        expires_at_ms: row.try_get::<Option<i64>, _>("expires_at_ms")?.map(u),
-        last_used_ms: row.try_get::<Option<i64>, _>("last_used_ms")?.map(u),
-        revoked_at_ms: row.try_get::<Option<i64>, _>("revoked_at_ms")?.map(u),
+        name: row.text("name")?,
+        hash: row.text("hash")?,
+        role: row.text("role")?,
+        queues: split(row.opt_text("queues")?),
+        types: split(row.opt_text("types")?),
+        created_at_ms: u(row.int("created_at_ms")?),
+        expires_at_ms: row.opt_int("expires_at_ms")?.map(u),
+        last_used_ms: row.opt_int("last_used_ms")?.map(u),
+        revoked_at_ms: row.opt_int("revoked_at_ms")?.map(u),
     })
+}
+
+pub(crate) fn attempt_from_row(row: &dyn Columns) -> Result<AttemptRecord, StoreError> {
+    Ok(AttemptRecord {
+        handle: u32::try_from(row.int("handle")?).map_err(|e| corrupt("attempt handle", e))?,
+        attempt: u32::try_from(row.int("attempt")?).map_err(|e| corrupt("attempt number", e))?,
+        started_at_ms: row.opt_int("started_at_ms")?.map(u),
+        ended_at_ms: u(row.int("ended_at_ms")?),
+        error_kind: row.text("error_kind")?,
+        error_message: row.text("error_message")?,
+        retry_at_ms: u(row.int("retry_at_ms")?),
+    })
+}
+
+pub(crate) fn audit_from_row(row: &dyn Columns) -> Result<AuditRecord, StoreError> {
+    Ok(AuditRecord {
+        at_ms: u(row.int("at_ms")?),
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        peer: row.text("peer")?,
+        outcome: row.text("outcome")?,
+    })
+}
+
+pub(crate) fn module_from_row(row: &dyn Columns) -> Result<ModuleRecord, StoreError> {
+    Ok(ModuleRecord {
+        workflow_type: row.text("workflow_type")?,
+        module_id: row.text("module_id")?,
+        size_bytes: u(row.int("size")?),
+        uploaded_at_ms: u(row.int("created_at_ms")?),
+        newest: row.int("newest")? == 1,
+        running_runs: u(row.int("running")?),
+        closed_runs: u(row.int("closed")?),
+    })
+}
+
+pub(crate) fn queue_stats_from_row(row: &dyn Columns) -> Result<QueueStats, StoreError> {
+    Ok(QueueStats {
+        task_queue: row.text("task_queue")?,
+        ready: u(row.int("ready")?),
+        leased: u(row.int("leased")?),
+        backing_off: u(row.int("backing_off")?),
+        oldest_ready_since_ms: row.opt_int("oldest")?.map(u),
+    })
+}
+
+/// A run's status and how many of it: a row of `count_runs`.
+pub(crate) fn status_count_from_row(row: &dyn Columns) -> Result<(RunStatus, u64), StoreError> {
+    let status = row.text("status")?;
+    Ok((
+        RunStatus::parse(&status).ok_or_else(|| corrupt("run status", &status))?,
+        u(row.int("n")?),
+    ))
+}
+
+/// A run's [`RunState`], from a row of [`run_state`].
+pub(crate) fn run_state_from_row(row: &dyn Columns) -> Result<RunState, StoreError> {
+    Ok((
+        row.int("history_length")?,
+        row.opt_text("owner")?,
+        row.text("status")?,
+    ))
 }
 
 pub(crate) fn timer_from_row(row: &(impl Columns + ?Sized)) -> Result<TimerRecord, StoreError> {

@@ -53,65 +53,61 @@ impl SqlStore {
         now_ms: u64,
     ) -> Result<(), StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
-        sqlx::query(
+        let module = Statement::with(
             "INSERT INTO modules (module_id, workflow_type, component, created_at_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (module_id) DO NOTHING",
-        )
-        .bind(module_id)
-        .bind(workflow_type)
-        .bind(component.to_vec())
-        .bind(i(now_ms))
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
+            vec![
+                module_id.into(),
+                workflow_type.into(),
+                component.to_vec().into(),
+                i(now_ms).into(),
+            ],
+        );
+        tx.execute(module).await?;
+        let newest = Statement::with(
             "INSERT INTO workflow_types (name, module_id, updated_at_ms) VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET module_id = excluded.module_id, updated_at_ms = excluded.updated_at_ms",
-        )
-        .bind(workflow_type)
-        .bind(module_id)
-        .bind(i(now_ms))
-        .execute(&mut *tx)
-        .await?;
+            vec![workflow_type.into(), module_id.into(), i(now_ms).into()],
+        );
+        tx.execute(newest).await?;
         tx.commit().await?;
         Ok(())
     }
 
     pub(super) async fn module(&self, module_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT component FROM modules WHERE module_id = $1")
-                .bind(module_id)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let select = Statement::with(
+            "SELECT component FROM modules WHERE module_id = $1",
+            vec![module_id.into()],
+        );
+        self.fetch_first(Lane::Pool, select, |row| row.blob("component"))
+            .await
     }
 
     pub(super) async fn newest_module(
         &self,
         workflow_type: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(
-            sqlx::query_scalar("SELECT module_id FROM workflow_types WHERE name = $1")
-                .bind(workflow_type)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+        let select = Statement::with(
+            "SELECT module_id FROM workflow_types WHERE name = $1",
+            vec![workflow_type.into()],
+        );
+        self.fetch_first(Lane::Pool, select, |row| row.text("module_id"))
+            .await
     }
 
     pub(super) async fn run(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
-        Ok(self
-            .fetch(run_by_id(run_id), |row| run_from_row(row))
-            .await?
-            .pop())
+        self.fetch_first(Lane::Step, run_by_id(run_id), |row| run_from_row(row))
+            .await
     }
 
     pub(super) async fn latest_run(
         &self,
         workflow_id: &str,
     ) -> Result<Option<RunRecord>, StoreError> {
-        Ok(self
-            .fetch(latest_run_of(workflow_id), |row| run_from_row(row))
-            .await?
-            .pop())
+        self.fetch_first(Lane::Step, latest_run_of(workflow_id), |row| {
+            run_from_row(row)
+        })
+        .await
     }
 
     pub(super) async fn running_runs_of(
@@ -121,7 +117,7 @@ impl SqlStore {
         let mut runs = Vec::new();
         for chunk in workflow_ids.chunks(ROWS_PER_STATEMENT) {
             runs.extend(
-                self.fetch(running_of(chunk), |row| run_from_row(row))
+                self.fetch(Lane::Step, running_of(chunk), |row| run_from_row(row))
                     .await?,
             );
         }
@@ -132,15 +128,15 @@ impl SqlStore {
         let Some(run) = self.run(run_id).await? else {
             return Ok(None);
         };
-        let rows: Vec<String> =
-            sqlx::query_scalar("SELECT event FROM events WHERE run_id = $1 ORDER BY seq")
-                .bind(run_id)
-                .fetch_all(&self.pool)
-                .await?;
-        let events = rows
-            .iter()
-            .map(|json| serde_json::from_str::<Event>(json).map_err(|e| corrupt("event", e)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let select = Statement::with(
+            "SELECT event FROM events WHERE run_id = $1 ORDER BY seq",
+            vec![run_id.into()],
+        );
+        let events = self
+            .fetch(Lane::Pool, select, |row| {
+                serde_json::from_str::<Event>(&row.text("event")?).map_err(|e| corrupt("event", e))
+            })
+            .await?;
         Ok(Some(History {
             format: weft_history::HISTORY_FORMAT,
             header: RunHeader {
@@ -158,16 +154,19 @@ impl SqlStore {
     }
 
     pub(super) async fn running_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.runs_where("status = $1", RunStatus::Running.as_str())
+        let select = select_runs("status = ", RunStatus::Running.as_str().into(), "");
+        self.fetch(Lane::Pool, select, |row| run_from_row(row))
             .await
     }
 
     pub(super) async fn child_runs(&self, run_id: &str) -> Result<Vec<RunRecord>, StoreError> {
-        self.runs_where(
-            "parent_run_id = $1 ORDER BY parent_handle, started_at_ms",
-            run_id,
-        )
-        .await
+        let select = select_runs(
+            "parent_run_id = ",
+            run_id.into(),
+            " ORDER BY parent_handle, started_at_ms",
+        );
+        self.fetch(Lane::Pool, select, |row| run_from_row(row))
+            .await
     }
 
     pub(super) async fn runs_numbered(
@@ -175,14 +174,14 @@ impl SqlStore {
         workflow_id: &str,
         run_number: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND run_number = $2 \
-             ORDER BY started_at_ms DESC"
-        )))
-        .bind(workflow_id)
-        .bind(run_number as i32)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(run_from_row).collect()
+        let select = Statement::with(
+            &format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE workflow_id = $1 AND run_number = $2 \
+                 ORDER BY started_at_ms DESC"
+            ),
+            vec![workflow_id.into(), i64::from(run_number).into()],
+        );
+        self.fetch(Lane::Pool, select, |row| run_from_row(row))
+            .await
     }
 }

@@ -240,7 +240,7 @@ impl Statement {
     }
 
     /// The statement as a sqlx query.
-    pub(crate) fn query(self) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    pub(super) fn query(self) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
         let mut query = sqlx::query(AssertSqlSafe(self.sql));
         for param in self.params {
             query = match param {
@@ -255,9 +255,122 @@ impl Statement {
         query
     }
 
-    /// Runs it in `tx`; returns the rows affected.
-    pub(crate) async fn execute(self, tx: &mut Transaction<'_, Any>) -> Result<u64, StoreError> {
-        Ok(self.query().execute(&mut **tx).await?.rows_affected())
+    /// A statement whose text numbers its parameters itself, `$1` to `$n` for `params` in
+    /// order. A number may appear again, but each first appears after the one before it:
+    /// SQLite numbers `$n` by first appearance, and its connection threads bind by position.
+    pub(crate) fn with(sql: &str, params: Vec<Param>) -> Self {
+        debug_assert!(
+            numbered_in_order(sql, params.len()),
+            "the parameters of `{sql}` do not first appear as $1 to ${}",
+            params.len()
+        );
+        Statement {
+            sql: sql.to_owned(),
+            params,
+        }
+    }
+}
+
+/// Whether `sql`'s `$n` first appear as `$1`, `$2`, ... `$count`.
+fn numbered_in_order(sql: &str, count: usize) -> bool {
+    let mut highest = 0;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        rest = &rest[at + 1..];
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if let Ok(n) = rest[..digits].parse::<usize>() {
+            if n > highest + 1 {
+                return false;
+            }
+            highest = highest.max(n);
+        }
+        rest = &rest[digits..];
+    }
+    highest == count
+}
+
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_owned())
+    }
+}
+
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+
+impl From<Vec<u8>> for Param {
+    fn from(v: Vec<u8>) -> Self {
+        Param::Blob(v)
+    }
+}
+
+impl From<Option<String>> for Param {
+    fn from(v: Option<String>) -> Self {
+        Param::NullableText(v)
+    }
+}
+
+impl From<Option<&str>> for Param {
+    fn from(v: Option<&str>) -> Self {
+        Param::NullableText(v.map(str::to_owned))
+    }
+}
+
+impl From<Option<i64>> for Param {
+    fn from(v: Option<i64>) -> Self {
+        Param::NullableInt(v)
+    }
+}
+
+/// How a record is read from a row: `run_from_row` and its kin in `rows.rs`, over either
+/// driver's rows.
+pub(crate) type Read<T> = fn(&dyn Columns) -> Result<T, StoreError>;
+
+/// A transaction statements run in, of either driver: sqlx's, or rusqlite's on SQLite's
+/// writer thread (`sqlite_thread.rs`). The batch interpreter ([`write_plan`]) and every
+/// write of more than one statement are written once against it.
+pub(crate) trait Transact {
+    /// Runs `statement`; the rows it changed.
+    fn execute(
+        &mut self,
+        statement: Statement,
+    ) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// The rows `statement` returns, each read by `read`.
+    fn rows<T: Send + 'static>(
+        &mut self,
+        statement: Statement,
+        read: Read<T>,
+    ) -> impl Future<Output = Result<Vec<T>, StoreError>> + Send;
+}
+
+impl Transact for Transaction<'_, Any> {
+    async fn execute(&mut self, statement: Statement) -> Result<u64, StoreError> {
+        Ok(statement
+            .query()
+            .execute(&mut **self)
+            .await?
+            .rows_affected())
+    }
+
+    async fn rows<T: Send + 'static>(
+        &mut self,
+        statement: Statement,
+        read: Read<T>,
+    ) -> Result<Vec<T>, StoreError> {
+        let rows = statement.query().fetch_all(&mut **self).await?;
+        rows.iter().map(|row| read(row)).collect()
     }
 }
 
@@ -390,5 +503,20 @@ mod tests {
             ..rows
         };
         assert!(empty.recordset("").is_none());
+    }
+
+    #[test]
+    fn numbered_statements_must_name_their_parameters_in_order() {
+        assert!(numbered_in_order("SELECT 1", 0));
+        assert!(numbered_in_order(
+            "a = $1 AND (b = $2 OR b = $1) LIMIT $3",
+            3
+        ));
+        assert!(numbered_in_order("$1 $2 $3 $4 $5 $6 $7 $8 $9 $10", 10));
+        // SQLite would bind the second value to $3.
+        assert!(!numbered_in_order("a = $1 AND b = $3 AND c = $2", 3));
+        // One value too few, or one unused.
+        assert!(!numbered_in_order("a = $1 AND b = $2", 3));
+        assert!(!numbered_in_order("a = $1 AND b = $2", 1));
     }
 }

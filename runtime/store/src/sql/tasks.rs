@@ -68,15 +68,15 @@ impl SqlStore {
         if let Some(threads) = &self.threads {
             return threads.claim(claim, gate).await;
         }
-        let rows = claim.query().fetch_all(&self.pool).await?;
-        rows.iter().map(task_from_row).collect()
+        drop(gate);
+        // PostgreSQL: no write gate, and the claim is one statement.
+        self.fetch(Lane::Pool, claim, |row| task_from_row(row))
+            .await
     }
 
     pub(super) async fn task(&self, task_id: &str) -> Result<Option<TaskRecord>, StoreError> {
-        Ok(self
-            .fetch(task_by_id(task_id), |row| task_from_row(row))
-            .await?
-            .pop())
+        self.fetch_first(Lane::Step, task_by_id(task_id), |row| task_from_row(row))
+            .await
     }
 
     pub(super) async fn expired_tasks(
@@ -91,7 +91,8 @@ impl SqlStore {
             .param(Param::Int(i(now_ms)))
             .sql(" ORDER BY lease_until_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch(select, |row| task_from_row(row)).await
+        self.fetch(Lane::Step, select, |row| task_from_row(row))
+            .await
     }
 
     pub(super) async fn release_task(
@@ -100,17 +101,16 @@ impl SqlStore {
         attempt: u32,
         claim_secret: &str,
     ) -> Result<bool, StoreError> {
-        let _gate = self.gate().await;
-        let done = sqlx::query(
+        let release = Statement::with(
             "UPDATE activity_tasks SET lease_until_ms = NULL, claimed_at_ms = NULL, claim_secret = NULL \
              WHERE task_id = $1 AND attempt = $2 AND claim_secret = $3",
-        )
-        .bind(task_id)
-        .bind(attempt as i32)
-        .bind(claim_secret)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+            vec![
+                task_id.into(),
+                i64::from(attempt).into(),
+                claim_secret.into(),
+            ],
+        );
+        Ok(self.execute(release).await? == 1)
     }
 
     pub(super) async fn unstarted_tasks(
@@ -126,7 +126,8 @@ impl SqlStore {
             .param(Param::Int(i(now_ms)))
             .sql(" ORDER BY visible_at_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch(select, |row| task_from_row(row)).await
+        self.fetch(Lane::Step, select, |row| task_from_row(row))
+            .await
     }
 
     pub(super) async fn retry_task(
@@ -139,36 +140,37 @@ impl SqlStore {
     ) -> Result<bool, StoreError> {
         let (_gate, mut tx) = self.begin_write().await?;
         // The attempt as the caller saw it: a claim made since (a new secret) wins.
-        let done = sqlx::query(
-            "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $3, \
-             last_error_kind = $4, last_error_message = $5 \
-             WHERE task_id = $1 AND attempt = $2 AND claim_secret IS NOT DISTINCT FROM $6",
-        )
-        .bind(task_id)
-        .bind(attempt as i32)
-        .bind(i(visible_at_ms))
-        .bind(&failure.kind)
-        .bind(&failure.message)
-        .bind(claim_secret)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let update = Statement::with(
+            "UPDATE activity_tasks SET attempt = attempt + 1, lease_until_ms = NULL, visible_at_ms = $1, \
+             last_error_kind = $2, last_error_message = $3 \
+             WHERE task_id = $4 AND attempt = $5 AND claim_secret IS NOT DISTINCT FROM $6",
+            vec![
+                i(visible_at_ms).into(),
+                failure.kind.clone().into(),
+                failure.message.clone().into(),
+                task_id.into(),
+                i64::from(attempt).into(),
+                claim_secret.into(),
+            ],
+        );
+        if tx.execute(update).await? != 1 {
             return Ok(false);
         }
-        sqlx::query(
+        let record = Statement::with(
             "INSERT INTO activity_attempts (run_id, handle, attempt, started_at_ms, ended_at_ms, \
              error_kind, error_message, retry_at_ms) \
-             SELECT run_id, handle, $2, claimed_at_ms, $3, $4, $5, $6 FROM activity_tasks WHERE task_id = $1 \
+             SELECT run_id, handle, $1, claimed_at_ms, $2, $3, $4, $5 FROM activity_tasks WHERE task_id = $6 \
              ON CONFLICT (run_id, handle, attempt) DO NOTHING",
-        )
-        .bind(task_id)
-        .bind(attempt as i32)
-        .bind(i(failure.at_ms))
-        .bind(&failure.kind)
-        .bind(&failure.message)
-        .bind(i(visible_at_ms))
-        .execute(&mut *tx)
-        .await?;
+            vec![
+                i64::from(attempt).into(),
+                i(failure.at_ms).into(),
+                failure.kind.clone().into(),
+                failure.message.clone().into(),
+                i(visible_at_ms).into(),
+                task_id.into(),
+            ],
+        );
+        tx.execute(record).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -181,19 +183,18 @@ impl SqlStore {
         now_ms: u64,
         lease_until_ms: u64,
     ) -> Result<bool, StoreError> {
-        let _gate = self.gate().await;
-        let done = sqlx::query(
-            "UPDATE activity_tasks SET lease_until_ms = $4, heartbeat_details = $3, last_heartbeat_ms = $5 \
-             WHERE task_id = $1 AND attempt = $2 AND lease_until_ms IS NOT NULL",
-        )
-        .bind(task_id)
-        .bind(attempt as i32)
-        .bind(details.to_vec())
-        .bind(i(lease_until_ms))
-        .bind(i(now_ms))
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        let heartbeat = Statement::with(
+            "UPDATE activity_tasks SET lease_until_ms = $1, heartbeat_details = $2, last_heartbeat_ms = $3 \
+             WHERE task_id = $4 AND attempt = $5 AND lease_until_ms IS NOT NULL",
+            vec![
+                i(lease_until_ms).into(),
+                details.to_vec().into(),
+                i(now_ms).into(),
+                task_id.into(),
+                i64::from(attempt).into(),
+            ],
+        );
+        Ok(self.execute(heartbeat).await? == 1)
     }
 
     pub(super) async fn due_timers(
@@ -214,52 +215,37 @@ impl SqlStore {
             .param(Param::Text(node.to_owned()))
             .sql(" AND r.status = 'running' ORDER BY t.fire_at_ms LIMIT ")
             .param(Param::Int(i64::from(limit)));
-        self.fetch(select, |row| timer_from_row(row)).await
+        self.fetch(Lane::Step, select, |row| timer_from_row(row))
+            .await
     }
 
     pub(super) async fn run_tasks(&self, run_id: &str) -> Result<Vec<TaskRecord>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {TASK_COLUMNS} FROM activity_tasks WHERE run_id = $1 ORDER BY handle"
-        )))
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(task_from_row).collect()
+        let select = Statement::with(
+            &format!("SELECT {TASK_COLUMNS} FROM activity_tasks WHERE run_id = $1 ORDER BY handle"),
+            vec![run_id.into()],
+        );
+        self.fetch(Lane::Pool, select, |row| task_from_row(row))
+            .await
     }
 
     pub(super) async fn run_timers(&self, run_id: &str) -> Result<Vec<TimerRecord>, StoreError> {
-        let rows = sqlx::query(
+        let select = Statement::with(
             "SELECT run_id, handle, fire_at_ms FROM timers WHERE run_id = $1 ORDER BY handle",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(timer_from_row).collect()
+            vec![run_id.into()],
+        );
+        self.fetch(Lane::Pool, select, |row| timer_from_row(row))
+            .await
     }
 
     pub(super) async fn run_attempts(
         &self,
         run_id: &str,
     ) -> Result<Vec<AttemptRecord>, StoreError> {
-        let rows = sqlx::query(
+        let select = Statement::with(
             "SELECT handle, attempt, started_at_ms, ended_at_ms, error_kind, error_message, retry_at_ms \
              FROM activity_attempts WHERE run_id = $1 ORDER BY handle, attempt",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AttemptRecord {
-                    handle: row.try_get::<i64, _>("handle")? as u32,
-                    attempt: row.try_get::<i32, _>("attempt")? as u32,
-                    started_at_ms: row.try_get::<Option<i64>, _>("started_at_ms")?.map(u),
-                    ended_at_ms: u(row.try_get("ended_at_ms")?),
-                    error_kind: row.try_get("error_kind")?,
-                    error_message: row.try_get("error_message")?,
-                    retry_at_ms: u(row.try_get("retry_at_ms")?),
-                })
-            })
-            .collect()
+            vec![run_id.into()],
+        );
+        self.fetch(Lane::Pool, select, attempt_from_row).await
     }
 }
