@@ -12,7 +12,8 @@ if [ $# -lt 3 ] || { [ "$1" != sqlite ] && [ "$1" != postgres ]; }; then
   exit 2
 fi
 backend=$1 rounds=$2; shift 2
-components=guest-examples/target/components
+# As in sync-match.sh: $WEFT_BENCH_COMPONENTS, else `weft build guest-examples`, else the test build.
+components=${WEFT_BENCH_COMPONENTS:-guest-examples/target/components}
 [ -f "$components/edge-cases.wasm" ] ||
   components=$(dirname "$(ls target/debug/build/weft-tests-*/out/guests/hello-activity.wasm | head -1)")
 n=6000; [ "$backend" = postgres ] && n=3000

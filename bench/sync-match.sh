@@ -7,8 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 old=$1 new=$2 rounds=${3:-1}
-# The guests `weft build guest-examples` made, else the ones the test build made.
-components=guest-examples/target/components
+# The guests in $WEFT_BENCH_COMPONENTS (an older build cannot load newer guests: give it the
+# ones it built, and both builds run those), else the ones `weft build guest-examples` made,
+# else the ones the test build made.
+components=${WEFT_BENCH_COMPONENTS:-guest-examples/target/components}
 [ -f "$components/edge-cases.wasm" ] ||
   components=$(dirname "$(ls target/debug/build/weft-tests-*/out/guests/hello-activity.wasm | head -1)")
 dir=$(mktemp -d)

@@ -2,7 +2,10 @@
 //! generates the tonic services and a file descriptor set for server reflection.
 
 fn main() {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read when the script runs, not baked in when it is compiled: cargo reuses one build
+    // script for two checkouts of the same crate sharing a target directory.
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo");
+    let root = std::path::Path::new(&manifest_dir).join("../../proto");
     let proto = root.join("weft/v1/weft.proto");
     println!("cargo:rerun-if-changed={}", proto.display());
     let fds = protox::compile([&proto], [&root]).expect("proto/weft/v1/weft.proto compiles");

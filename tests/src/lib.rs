@@ -3,6 +3,9 @@
 
 include!(concat!(env!("OUT_DIR"), "/guests.rs"));
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
 use std::path::PathBuf;
 
 /// Reads a component built by `build.rs`.

@@ -1,134 +1,26 @@
 //! Traces as an operator's collector receives them: a real `weft server` process exporting
-//! over OTLP/gRPC to a collector inside this test (the OTLP trace service from
-//! `opentelemetry-proto`), a `weft-worker` in this process exporting to the same collector,
+//! over OTLP/gRPC to a collector inside this test (`weft_tests::otlp`), a `weft-worker` in this process exporting to the same collector,
 //! and a caller's `traceparent` on `StartWorkflow`. One trace must run caller -> RPC -> run ->
 //! attempt -> worker -> the activity's own span, on SQLite and on PostgreSQL.
 //!
 //! The in-process worker's tracer is this process's, installed once, by one test; the other
 //! tests run only processes (`weft server`, `weft workers`).
 
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use opentelemetry::trace::{Span as _, Tracer as _};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
-    TraceService, TraceServiceServer,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
-use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
-use opentelemetry_proto::tonic::trace::v1::Span;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use weft_tests::otlp::{Collector, Received, one};
 use weft_worker::{ActivityContext, ActivityError, Worker};
 
 mod common;
 use common::*;
 
-/// Every span received, with the service that sent it.
-#[derive(Clone, Default)]
-struct Collector {
-    spans: Arc<Mutex<Vec<(String, Span)>>>,
-}
-
-#[tonic::async_trait]
-impl TraceService for Collector {
-    async fn export(
-        &self,
-        request: tonic::Request<ExportTraceServiceRequest>,
-    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let mut spans = self.spans.lock().unwrap();
-        for resource_spans in request.into_inner().resource_spans {
-            let service = resource_spans
-                .resource
-                .iter()
-                .flat_map(|r| &r.attributes)
-                .find(|a| a.key == "service.name")
-                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                    AnyValue::StringValue(s) => Some(s.clone()),
-                    _ => None,
-                })
-                .unwrap_or_default();
-            for scope in resource_spans.scope_spans {
-                for span in scope.spans {
-                    spans.push((service.clone(), span));
-                }
-            }
-        }
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
-    }
-}
-
-/// A collector listening on a port of its own, and its OTLP endpoint.
-async fn collector() -> (Collector, String) {
-    let collector = Collector::default();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(TraceServiceServer::new(collector.clone()))
-            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener)),
-    );
-    (collector, endpoint)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-struct Received {
-    service: String,
-    span: Span,
-}
-
-impl Received {
-    fn id(&self) -> String {
-        hex(&self.span.span_id)
-    }
-    fn parent(&self) -> String {
-        hex(&self.span.parent_span_id)
-    }
-}
-
-/// The spans of `trace_id`, once the ones named in `wanted` have all arrived.
+/// The spans of `trace_id` once `wanted` have arrived, flushing this process's own.
 async fn trace(collector: &Collector, trace_id: &str, wanted: &[&str]) -> Vec<Received> {
-    for _ in 0..300 {
-        let spans: Vec<Received> = collector
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(_, s)| hex(&s.trace_id) == trace_id)
-            .map(|(service, span)| Received {
-                service: service.clone(),
-                span: span.clone(),
-            })
-            .collect();
-        if wanted
-            .iter()
-            .all(|name| spans.iter().any(|s| s.span.name == *name))
-        {
-            return spans;
-        }
-        weft_worker::telemetry::traces::flush();
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let names: Vec<String> = collector
-        .spans
-        .lock()
-        .unwrap()
-        .iter()
-        .map(|(service, s)| format!("{service}: {} ({})", s.name, hex(&s.trace_id)))
-        .collect();
-    panic!("spans {wanted:?} of trace {trace_id} did not all arrive; received: {names:#?}");
-}
-
-fn one<'a>(spans: &'a [Received], name: &str) -> &'a Received {
-    let found: Vec<&Received> = spans.iter().filter(|s| s.span.name == name).collect();
-    assert_eq!(found.len(), 1, "one span `{name}`");
-    found[0]
+    collector
+        .trace(trace_id, wanted, weft_worker::telemetry::traces::flush)
+        .await
 }
 
 async fn round(database: &str, endpoint: &str, collector: &Collector, n: u8) {
@@ -224,27 +116,17 @@ async fn round(database: &str, endpoint: &str, collector: &Collector, n: u8) {
     assert!(run.span.start_time_unix_nano <= attempt.span.start_time_unix_nano);
     assert!(run.span.end_time_unix_nano >= attempt.span.end_time_unix_nano);
     assert!(attempt.span.start_time_unix_nano <= work.span.start_time_unix_nano);
-    let attribute = |s: &Received, key: &str| {
-        s.span
-            .attributes
-            .iter()
-            .find(|a| a.key == key)
-            .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
-                AnyValue::StringValue(v) => Some(v.clone()),
-                _ => None,
-            })
-    };
     assert_eq!(
-        attribute(run, "weft.workflow_id").as_deref(),
+        run.attribute("weft.workflow_id").as_deref(),
         Some(format!("traced-{n}").as_str())
     );
-    assert_eq!(attribute(run, "weft.status").as_deref(), Some("completed"));
+    assert_eq!(run.attribute("weft.status").as_deref(), Some("completed"));
     worker.abort();
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn one_trace_runs_from_the_caller_through_the_run_to_the_worker_on_sqlite_and_postgresql() {
-    let (collector, endpoint) = collector().await;
+    let (collector, endpoint) = Collector::start().await;
     weft_worker::telemetry::traces::install(&endpoint, "test-worker").unwrap();
 
     let dir = tempfile::tempdir().unwrap();
@@ -303,7 +185,7 @@ async fn without_an_endpoint_nothing_is_traced_and_a_traceparent_is_ignored() {
 async fn the_weft_workers_process_continues_each_attempts_trace() {
     // A collector of this test's own: the other test's tracer exports this process's spans
     // elsewhere, and here only the two processes export.
-    let (collector, endpoint) = collector().await;
+    let (collector, endpoint) = Collector::start().await;
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::start_with_env(
         &format!("sqlite:{}", dir.path().join("weft.db").display()),
@@ -326,22 +208,7 @@ async fn the_weft_workers_process_continues_each_attempts_trace() {
     let result = wait_result(&mut client, "traced-workers").await;
     assert_eq!(result.status, weft_proto::RunStatus::Completed as i32);
 
-    let mut waited = 0;
-    let run_span = loop {
-        waited += 1;
-        assert!(waited < 600, "the run's span never arrived");
-        let found = collector
-            .spans
-            .lock()
-            .unwrap()
-            .iter()
-            .find(|(_, s)| s.name == "workflow GreetingWorkflow")
-            .map(|(_, s)| hex(&s.trace_id));
-        if let Some(trace_id) = found {
-            break trace_id;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let run_span = collector.trace_of("workflow GreetingWorkflow").await;
     let spans = trace(
         &collector,
         &run_span,

@@ -317,7 +317,7 @@ pub struct Node {
 #[derive(Clone, Default)]
 pub(crate) struct Registries {
     /// The pollers waiting on this node's task queues (the executor hands them tasks).
-    pub pollers: Arc<pollers::QueueNotify>,
+    pub pollers: Arc<pollers::Pollers>,
     /// The `GetWorkflowResult` calls waiting for runs to close.
     pub close_waiters: Arc<close_waiters::CloseWaiters>,
     /// The task claims this node handed to its workers.

@@ -10,7 +10,7 @@ use weft_store::TaskRecord;
 
 /// The pollers of this node's task queues, by queue.
 #[derive(Default)]
-pub struct QueueNotify {
+pub struct Pollers {
     queues: std::sync::Mutex<HashMap<String, Arc<Notify>>>,
     waiting: std::sync::Mutex<HashMap<String, VecDeque<WaitingPoller>>>,
     next_id: std::sync::atomic::AtomicU64,
@@ -24,7 +24,7 @@ pub(crate) struct WaitingPoller {
     pub(crate) tx: oneshot::Sender<Vec<TaskRecord>>,
 }
 
-impl QueueNotify {
+impl Pollers {
     /// The notifier of `queue`.
     pub fn get(&self, queue: &str) -> Arc<Notify> {
         let mut queues = self.queues.lock().unwrap_or_else(|p| p.into_inner());

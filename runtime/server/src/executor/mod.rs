@@ -38,7 +38,7 @@ use weft_store::{InboxItem, RunClose, RunRecord, Store};
 use crate::ServerError;
 use crate::close_waiters::{CloseWaiters, ClosedRun};
 use crate::issued_claims::IssuedClaims;
-use crate::pollers::QueueNotify;
+use crate::pollers::Pollers;
 use crate::run_cache::RunCache;
 use crate::start_checks::StartChecks;
 use modules::TypeCache;
@@ -207,7 +207,7 @@ struct State {
     closed_in_batch: Vec<(String, ClosedRun)>,
     /// The same closes with their runs, for metrics and the runs' spans.
     closed_records: Vec<(RunRecord, RunClose)>,
-    queues: Arc<QueueNotify>,
+    queues: Arc<Pollers>,
     /// Tasks of the batch being built, claimed for pollers that wait on their queues.
     handoffs: Vec<Handoff>,
     claims: Arc<IssuedClaims>,
