@@ -1068,7 +1068,9 @@ async fn a_task_for_a_waiting_poller_is_handed_over_by_its_batch_and_its_claim_s
             .unwrap()
             .into_inner()
     });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Time for the poll to reach the server and wait there (300 ms lost the race once on a
+    // loaded 2-core machine; the server shows no waiting polls to wait for instead).
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
     start(&mut client, "GreetingWorkflow", "handed", "\"World\"").await;
     let tasks = poll.await.unwrap().tasks;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
