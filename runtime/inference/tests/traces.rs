@@ -3,62 +3,22 @@
 //! `weft-inference` with `--otlp-endpoint`. The worker's `run activity classify` must sit
 //! under the server's attempt span, and the model's forward pass under it, in one trace.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
-
 use serde_json::json;
-use weft_proto::workflow_service_client::WorkflowServiceClient;
 use weft_proto::{self as proto, RunStatus};
 use weft_tests::otlp::{Collector, one};
+
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_forward_pass_sits_under_the_attempt_that_asked_for_it() {
     let (collector, endpoint) = Collector::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let config = weft_server::ServerConfig {
-        database: format!("sqlite:{}", dir.path().join("weft.db").display()),
+    let (_dir, url, mut client) = server_with(weft_server::ServerConfig {
         otlp_endpoint: Some(endpoint.clone()),
         ..Default::default()
-    };
-    tokio::spawn(weft_server::serve(config, listener, std::future::pending()));
-    let mut client = loop {
-        match WorkflowServiceClient::connect(url.clone()).await {
-            Ok(c) => break c,
-            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-        }
-    };
-    client
-        .upload_module(proto::UploadModuleRequest {
-            vet_recent: 0,
-            workflow_type: "MlPipeline".into(),
-            component: std::fs::read(weft_tests::ML_PIPELINE).unwrap(),
-        })
-        .await
-        .unwrap();
-
-    let mut worker = Command::new(env!("CARGO_BIN_EXE_weft-inference"))
-        .args(["--server", &url, "--otlp-endpoint", &endpoint])
-        .args(["--drain-timeout-s", "0"])
-        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("weft-inference starts");
-    let mut lines = BufReader::new(worker.stderr.take().expect("piped")).lines();
-    loop {
-        match lines.next() {
-            Some(Ok(line)) if line.contains("weft-inference ready") => break,
-            Some(Ok(_)) => {}
-            other => {
-                let _ = worker.kill();
-                panic!("weft-inference stopped before it was ready: {other:?}");
-            }
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
+    })
+    .await;
+    let worker = InferenceWorker::start_with(&url, &["--otlp-endpoint", &endpoint]);
 
     let input = json!({
         "tickets": ["I was charged twice, please refund me"],
@@ -134,6 +94,5 @@ async fn the_forward_pass_sits_under_the_attempt_that_asked_for_it() {
         one(&spans, "activity normalize").id(),
         "the CPU queue's activity is traced the same way"
     );
-    let _ = worker.kill();
-    let _ = worker.wait();
+    worker.kill();
 }
