@@ -9,13 +9,15 @@ fn main() {
         .parent()
         .expect("tests/ is inside the repository");
     let guests = root.join("guest-examples");
-    for path in ["guest-examples", "sdk", "wit"] {
+    for path in ["guest-examples", "sdk", "wit", "python/src/weft"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
-    println!(
-        "cargo:rerun-if-env-changed={}",
-        weft_guest_build::TOOLCHAIN_ENV
-    );
+    for var in [
+        weft_guest_build::TOOLCHAIN_ENV,
+        weft_guest_build::python::COMPONENTIZE_PY_ENV,
+    ] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
 
     let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo"));
     let target_dir = root.join("target").join("guests");
@@ -41,5 +43,50 @@ fn main() {
             guest.component.display().to_string()
         ));
     }
+    code.push_str(&python_guests(
+        root,
+        &guests.join("python"),
+        &target_dir.join("python"),
+    ));
     std::fs::write(out_dir.join("guests.rs"), code).expect("write guests.rs");
+}
+
+/// Builds every Python guest (a folder with an `app.py`, or a `pyproject.toml` naming its
+/// workflow class) under `dir` with componentize-py, the `weft` package importable,
+/// and returns one constant per guest (`PY_WASI_PROBE`, ...).
+fn python_guests(root: &std::path::Path, dir: &std::path::Path, out: &std::path::Path) -> String {
+    use weft_guest_build::python;
+    let mut projects: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    projects.retain(|p| matches!(python::detect(p), Ok(Some(_))));
+    projects.sort();
+    if projects.is_empty() {
+        return String::new();
+    }
+    let componentize_py = python::find_componentize_py()
+        .unwrap_or_else(|e| panic!("installing componentize-py for the Python guests: {e}"));
+    let mut code = String::new();
+    for project in projects {
+        let component = python::build_python(
+            &componentize_py,
+            &project,
+            &[&root.join("python").join("src")],
+            &root.join("wit"),
+            out,
+        )
+        .unwrap_or_else(|e| panic!("building the Python guest {}: {e}", project.display()));
+        let name = project
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a folder name")
+            .to_uppercase()
+            .replace('-', "_");
+        code.push_str(&format!(
+            "/// Component built from the Python guest `{}`.\npub const PY_{name}: &str = {:?};\n",
+            project.display(),
+            component.display().to_string()
+        ));
+    }
+    code
 }

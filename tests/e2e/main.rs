@@ -4,5 +4,7 @@
 mod examples;
 mod logs;
 mod nondeterminism;
+mod python_sdk;
 mod sandbox;
 mod support;
+mod wasi;

@@ -16,25 +16,43 @@ fn load_err(bytes: &[u8]) -> ModuleError {
 }
 
 #[test]
-fn a_component_importing_wasi_clocks_is_rejected_naming_the_import() {
-    let err = load_err(&component_importing("wasi:clocks/wall-clock@0.2.0"));
+fn a_component_importing_wasi_http_is_rejected_naming_the_import() {
+    let err = load_err(&component_importing("wasi:http/outgoing-handler@0.2.0"));
     assert!(matches!(err, ModuleError::ForbiddenImport { .. }), "{err}");
     assert_eq!(
         err.to_string(),
-        "import `wasi:clocks/wall-clock@0.2.0` is not allowed: workflows may import only `weft:workflow/*` \
-         so that replay is deterministic; use `ctx.now()` from weft-sdk, which records the time in history"
+        "import `wasi:http/outgoing-handler@0.2.0` is not allowed: workflows may import only \
+         `weft:workflow/*` and the WASI 0.2 clocks, random, cli, io, filesystem and sockets \
+         interfaces (answered from history, so that replay is deterministic); do HTTP calls in an \
+         activity, run by a native worker"
     );
 }
 
 #[test]
-fn a_component_importing_wasi_random_is_rejected_naming_the_import() {
-    let err = load_err(&component_importing("wasi:random/random@0.2.0"));
+fn a_wasi_interface_weft_does_not_answer_is_rejected_naming_it() {
+    for import in [
+        "wasi:clocks/timezone@0.2.0",
+        "wasi:random/random@0.3.0",
+        "wasi:keyvalue/store@0.2.0",
+    ] {
+        let err = load_err(&component_importing(import));
+        assert!(matches!(err, ModuleError::ForbiddenImport { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with(&format!("import `{import}` is not allowed")),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_answered_wasi_import_of_the_wrong_type_is_rejected_at_upload_naming_it() {
+    // wall-clock's `now` returns a `datetime` record, not a u64.
+    let err = load_err(&component_importing("wasi:clocks/wall-clock@0.2.0"));
+    assert!(matches!(err, ModuleError::Link { .. }), "{err}");
     let text = err.to_string();
-    assert!(
-        text.starts_with("import `wasi:random/random@0.2.0` is not allowed"),
-        "{text}"
-    );
-    assert!(text.contains("ctx.random()"), "{text}");
+    assert!(text.contains("wasi:clocks/wall-clock@0.2.0"), "{text}");
+    assert!(text.contains("now"), "{text}");
 }
 
 #[test]

@@ -6,8 +6,18 @@ use weft_engine::{Engine, EngineConfig, WorkflowModule};
 /// Workflow time at which harness runs start: 2026-01-01T00:00:00Z.
 pub const START_MS: u64 = 1_767_225_600_000;
 
+/// An engine with the default limits, keeping compiled components under the target dir
+/// (a Python component takes seconds to compile; the tests load each one many times).
 pub fn engine() -> Engine {
-    Engine::new(EngineConfig::default()).expect("engine")
+    Engine::new(EngineConfig {
+        compiled_cache_dir: Some(compiled_cache_dir()),
+        ..EngineConfig::default()
+    })
+    .expect("engine")
+}
+
+pub fn compiled_cache_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("compiled")
 }
 
 pub fn load(engine: &Engine, path: &str) -> WorkflowModule {

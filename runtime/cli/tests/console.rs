@@ -169,7 +169,7 @@ async fn the_json_api_mirrors_grpc(database: &str) {
     )
     .await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-    let wasi = weft_tests::component_importing("wasi:clocks/wall-clock@0.2.0");
+    let wasi = weft_tests::component_importing("wasi:http/outgoing-handler@0.2.0");
     let (status, body) = http("POST", &format!("{base}/modules?type=Bad"), Some(wasi)).await;
     let err: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(status, 400);
@@ -178,7 +178,7 @@ async fn the_json_api_mirrors_grpc(database: &str) {
         err["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("wasi:clocks/wall-clock@0.2.0"),
+            .contains("wasi:http/outgoing-handler@0.2.0"),
         "{err}"
     );
 
@@ -860,10 +860,10 @@ async fn the_console_in_a_real_browser() {
     );
 
     // Upload from the browser: a component importing WASI is refused with the CLI's error.
-    let wasi = dir.path().join("wasi-clock.wasm");
+    let wasi = dir.path().join("wasi-http.wasm");
     std::fs::write(
         &wasi,
-        weft_tests::component_importing("wasi:clocks/wall-clock@0.2.0"),
+        weft_tests::component_importing("wasi:http/outgoing-handler@0.2.0"),
     )
     .unwrap();
     visit(
@@ -898,7 +898,7 @@ async fn the_console_in_a_real_browser() {
     wait_until(
         &browser,
         "the upload's error",
-        "document.getElementById('upload-result').textContent.includes('wasi:clocks/wall-clock@0.2.0')",
+        "document.getElementById('upload-result').textContent.includes('wasi:http/outgoing-handler@0.2.0')",
     )
     .await;
 

@@ -15,6 +15,10 @@ pub struct EngineConfig {
     /// How far one run may grow (history length, pending operations); past it the run fails
     /// with `LimitExceeded`.
     pub limits: weft_history::Limits,
+    /// Where compiled components are kept between processes (by module SHA-256 and the
+    /// engine's settings), so a restart does not recompile them: a Python module takes
+    /// seconds to compile. `None`: compile in every process.
+    pub compiled_cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for EngineConfig {
@@ -26,6 +30,7 @@ impl Default for EngineConfig {
             max_memory_bytes: 64 << 20,
             pooling_instances: None,
             limits: weft_history::Limits::default(),
+            compiled_cache_dir: None,
         }
     }
 }

@@ -8,7 +8,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::config::{EngineConfig, wasmtime_config};
 use crate::host::{self, HostState};
-use crate::validate;
+use crate::{validate, wasi};
 
 /// Why an engine could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -29,7 +29,7 @@ pub enum ModuleError {
     #[error("the component is invalid: {0}")]
     Invalid(String),
     #[error(
-        "import `{import}` is not allowed: workflows may import only `weft:workflow/*` so that replay is deterministic; {hint}"
+        "import `{import}` is not allowed: workflows may import only `weft:workflow/*` and the WASI 0.2 clocks, random, cli, io, filesystem and sockets interfaces (answered from history, so that replay is deterministic); {hint}"
     )]
     ForbiddenImport { import: String, hint: &'static str },
     #[error(
@@ -41,7 +41,10 @@ pub enum ModuleError {
         validate::EXPECTED_RUN
     )]
     WrongRunSignature { found: String },
-    #[error("the component's imports do not match this host (`{interface}`): {reason}", interface = host::HOST_INTERFACE)]
+    #[error(
+        "the component's imports do not match this host (`{interface}` and WASI 0.2): {reason}",
+        interface = host::HOST_INTERFACE
+    )]
     Link { reason: String },
 }
 
@@ -128,16 +131,20 @@ impl Engine {
             return Ok(module.clone());
         }
         validate::check_encoding(bytes)?;
-        let component = Component::new(&self.inner.wasmtime, bytes)
-            .map_err(|e| ModuleError::Invalid(format!("{e:#}")))?;
+        let component = self.compile(&sha256, bytes)?;
         validate::check_component(&self.inner.wasmtime, &component)?;
-        let pre = self
-            .inner
-            .linker
-            .instantiate_pre(&component)
-            .map_err(|e| ModuleError::Link {
-                reason: format!("{e:#}"),
-            })?;
+        let link_error = |e: wasmtime::Error| ModuleError::Link {
+            reason: format!("{e:#}"),
+        };
+        let pre = if validate::imports_wasi(&self.inner.wasmtime, &component) {
+            // The WASI layer is linked at the versions this component imports.
+            let mut linker = self.inner.linker.clone();
+            wasi::link(&mut linker, &self.inner.wasmtime, &component).map_err(link_error)?;
+            linker.instantiate_pre(&component)
+        } else {
+            self.inner.linker.instantiate_pre(&component)
+        }
+        .map_err(link_error)?;
         let module = WorkflowModule { sha256, pre };
         let mut loaded = self.loaded();
         if loaded.len() >= MAX_LOADED {
@@ -145,6 +152,50 @@ impl Engine {
         }
         loaded.insert(module.sha256.clone(), module.clone());
         Ok(module)
+    }
+
+    /// Compiles `bytes`, or reads the compiled form that an earlier process left in the
+    /// cache directory.
+    fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, ModuleError> {
+        let engine = &self.inner.wasmtime;
+        let compile =
+            || Component::new(engine, bytes).map_err(|e| ModuleError::Invalid(format!("{e:#}")));
+        let Some(dir) = &self.inner.config.compiled_cache_dir else {
+            return compile();
+        };
+        let settings = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            hasher.finish()
+        };
+        let path = dir.join(format!("{sha256}-{settings:016x}.cwasm"));
+        if path.is_file() {
+            // SAFETY: the file is one this engine's `serialize` wrote (named by the module's
+            // SHA-256 and the engine's settings, in weft's own cache directory), and
+            // deserializing checks that it was compiled for these settings.
+            match unsafe { Component::deserialize_file(engine, &path) } {
+                Ok(component) => return Ok(component),
+                Err(error) => {
+                    tracing::warn!(path = %path.display(), %error, "recompiling a cached component that does not load");
+                }
+            }
+        }
+        let component = compile()?;
+        let written = component.serialize().and_then(|compiled| {
+            std::fs::create_dir_all(dir)?;
+            // Renamed into place, so that another process never reads half a file.
+            static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let partial = path.with_extension(format!("partial-{}-{n}", std::process::id()));
+            std::fs::write(&partial, compiled)?;
+            std::fs::rename(&partial, &path)?;
+            Ok(())
+        });
+        if let Err(error) = written {
+            tracing::warn!(path = %path.display(), %error, "cannot keep the compiled component; it will be compiled again next time");
+        }
+        Ok(component)
     }
 
     fn loaded(

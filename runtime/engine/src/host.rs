@@ -35,6 +35,11 @@ pub(crate) enum Stop {
     CancelledInSleep,
     /// The instance could not be created; not the guest's doing.
     Instantiate(String),
+    /// The guest made a call the sandbox refuses (a socket, `time.sleep`): the message says
+    /// what to use instead.
+    Forbidden(String),
+    /// The guest called `wasi:cli/exit`.
+    Exit(String),
 }
 
 /// State of one run, shared between the suspended guest and its driver.
@@ -52,9 +57,29 @@ pub(crate) struct RunShared {
     pub stop: Option<Stop>,
     /// Set when the guest tried to grow memory past the cap: (requested, cap).
     pub memory_exceeded: Option<(usize, usize)>,
+    /// The timestamp of the last command the guest issued: the guest clock (WASI monotonic
+    /// time), the same live and on replay.
+    pub last_command_ms: u64,
+    /// Unterminated stdout and stderr lines (WASI guests), logged once complete.
+    pub stdout_line: Vec<u8>,
+    pub stderr_line: Vec<u8>,
+    /// The last bytes the guest wrote to stderr, quoted if it then traps (a Python traceback).
+    pub stderr_tail: Vec<u8>,
 }
 
 impl RunShared {
+    /// The guest clock in ms: when the run started, then the time of each command the guest
+    /// issues. Reading it records nothing.
+    pub fn guest_time_ms(&self) -> u64 {
+        let started = self
+            .machine
+            .history()
+            .events
+            .first()
+            .map_or(0, |e| e.timestamp_ms);
+        self.last_command_ms.max(started)
+    }
+
     /// Turns a machine error into a trap, remembering why.
     fn stop(&mut self, error: MachineError) -> wasmtime::Error {
         let message = format!("weft host stopped the workflow: {error}");
@@ -112,7 +137,7 @@ pub(crate) fn lock(shared: &Mutex<RunShared>) -> MutexGuard<'_, RunShared> {
 }
 
 /// Runs one machine call for a host function, trapping the guest on a machine error.
-fn with_machine<R>(
+pub(crate) fn with_machine<R>(
     store: &StoreContextMut<'_, HostState>,
     call: &'static str,
     f: impl FnOnce(&mut Machine, u64) -> Result<R, MachineError>,
@@ -133,8 +158,15 @@ fn after_call<R>(
     before: usize,
     result: Result<R, MachineError>,
 ) -> wasmtime::Result<R> {
+    let after = shared.machine.replayed_events();
+    if call != "wait-any"
+        && after > before
+        && let Some(event) = shared.machine.history().events.get(after - 1)
+    {
+        // The command just issued (live) or matched (replay): the same event either way.
+        shared.last_command_ms = shared.last_command_ms.max(event.timestamp_ms);
+    }
     if let Some(probe) = &shared.probe {
-        let after = shared.machine.replayed_events();
         let events = &shared.machine.history().events;
         let picked: Vec<_> = events
             .get(before..after)
@@ -295,19 +327,7 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
             shared.panic_message = Some(message.clone());
             shared.panic_stack = stack::capture(&store);
         }
-        let replaying = shared.machine.is_replaying();
-        if let Some(sink) = &shared.log_sink
-            && (!replaying || shared.logs_during_replay)
-        {
-            sink(&LogRecord {
-                level: log_level_from_wit(level),
-                message,
-                replaying,
-                after_event: shared.machine.replayed_events() as u64,
-                workflow_id: shared.machine.history().header.workflow_id.clone(),
-                run_id: shared.machine.history().header.run_id.clone(),
-            });
-        }
+        emit_log(&shared, log_level_from_wit(level), message);
         Ok(())
     })?;
     host.func_wrap("info", |store, (): ()| {
@@ -332,6 +352,23 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
         Err::<(), _>(wasmtime::Error::msg("continue-as-new ends the run"))
     })?;
     Ok(())
+}
+
+/// Hands a guest's log line to the sink: live always, on replay only if asked for.
+pub(crate) fn emit_log(shared: &RunShared, level: crate::log::LogLevel, message: String) {
+    let replaying = shared.machine.is_replaying();
+    if let Some(sink) = &shared.log_sink
+        && (!replaying || shared.logs_during_replay)
+    {
+        sink(&LogRecord {
+            level,
+            message,
+            replaying,
+            after_event: shared.machine.replayed_events() as u64,
+            workflow_id: shared.machine.history().header.workflow_id.clone(),
+            run_id: shared.machine.history().header.run_id.clone(),
+        });
+    }
 }
 
 /// `start-child-workflow` and its `-ext`, which adds the parent close policy.

@@ -1,7 +1,7 @@
 //! The weft engine: runs workflow components deterministically on wasmtime.
 //!
-//! - [`Engine::load`] checks a component (imports only `weft:workflow/*`, exports `run`) and
-//!   pre-instantiates it;
+//! - [`Engine::load`] checks a component (imports only `weft:workflow/*` and the WASI 0.2
+//!   interfaces that `wasi` answers deterministically, exports `run`) and pre-instantiates it;
 //! - [`WorkflowRun`] runs one workflow run an activation at a time, keeping the suspended
 //!   instance between deliveries or rebuilding it from history;
 //! - [`harness`] runs a workflow to completion in-process with activities as Rust closures and
@@ -21,6 +21,7 @@ pub mod replay;
 mod run;
 mod stack;
 mod validate;
+mod wasi;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::EngineConfig;

@@ -256,6 +256,7 @@ impl WorkflowRun {
     /// Records how the guest ended, as the terminal event (or matches it on replay).
     fn close(&mut self, result: GuestResult) -> Result<Activation, RunError> {
         let mut shared = lock(&self.shared);
+        crate::wasi::flush_output(&mut shared);
         let now = shared.clock.now_ms();
         let terminal = match (shared.stop.take(), result) {
             (Some(Stop::ContinueAsNew), _) => {
@@ -278,6 +279,8 @@ impl WorkflowRun {
             (Some(Stop::Instantiate(message)), _) => {
                 return Err(RunError::Instantiate(message));
             }
+            (Some(Stop::Forbidden(message)), _) => Err(ErrorInfo::new("ForbiddenCall", message)),
+            (Some(Stop::Exit(message)), _) => Err(ErrorInfo::new("Exit", message)),
             (None, Ok(Ok(output))) => Ok(Payload(output)),
             (None, Ok(Err(error))) => Err(host::error_info_from_wit(error)),
             (None, Err(trap)) => Err(self.classify_trap(&shared, &trap)),
@@ -337,6 +340,11 @@ impl WorkflowRun {
                 message.push_str(&format!("\n    {frame}"));
             }
             return ErrorInfo::new("Panic", message);
+        }
+        if let Some((kind, message)) =
+            crate::wasi::python_exception(&String::from_utf8_lossy(&shared.stderr_tail))
+        {
+            return ErrorInfo::new(kind, message);
         }
         let what = match trap.downcast_ref::<wasmtime::Trap>() {
             Some(t) => t.to_string(),
@@ -454,6 +462,10 @@ fn new_shared(machine: Machine, options: RunOptions) -> Arc<Mutex<RunShared>> {
         probe: options.probe,
         stop: None,
         memory_exceeded: None,
+        last_command_ms: 0,
+        stdout_line: Vec::new(),
+        stderr_line: Vec::new(),
+        stderr_tail: Vec::new(),
     }))
 }
 

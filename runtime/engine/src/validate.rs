@@ -12,34 +12,24 @@ pub const ALLOWED_IMPORT_PREFIX: &str = "weft:workflow/";
 fn hint_for(import: &str) -> &'static str {
     const HINTS: &[(&str, &str)] = &[
         (
-            "wasi:clocks/wall-clock",
-            "use `ctx.now()` from weft-sdk, which records the time in history",
-        ),
-        (
-            "wasi:clocks/monotonic-clock",
-            "use `ctx.now()` or `ctx.sleep()` from weft-sdk",
+            "wasi:clocks/",
+            "of the clocks weft answers wall-clock and monotonic-clock at 0.2.x; for time use \
+             `ctx.now()` from weft-sdk, which records it in history",
         ),
         (
             "wasi:random/",
-            "use `ctx.random()` or `ctx.uuid()` from weft-sdk, seeded per run",
-        ),
-        (
-            "wasi:filesystem/",
-            "do file access in an activity, run by a native worker",
-        ),
-        (
-            "wasi:sockets/",
-            "do network access in an activity, run by a native worker",
+            "weft answers wasi:random at 0.2.x; or use `ctx.random()` or `ctx.uuid()` from \
+             weft-sdk, seeded per run",
         ),
         (
             "wasi:http/",
             "do HTTP calls in an activity, run by a native worker",
         ),
         (
-            "wasi:cli/",
-            "workflows have no process environment: pass data in the input",
+            "wasi:",
+            "weft answers WASI 0.2.x's io, clocks, random, cli, filesystem and sockets \
+             interfaces only; do other I/O in an activity, run by a native worker",
         ),
-        ("wasi:io/", "workflows do no I/O: use activities"),
     ];
     HINTS
         .iter()
@@ -62,14 +52,14 @@ pub(crate) fn check_encoding(bytes: &[u8]) -> Result<(), ModuleError> {
     }
 }
 
-/// Checks the imports (only `weft:workflow/*`) and the `run` export's signature.
+/// Checks the imports (only `weft:workflow/*` and the WASI the layer answers) and the `run` export's signature.
 pub(crate) fn check_component(
     engine: &wasmtime::Engine,
     component: &Component,
 ) -> Result<(), ModuleError> {
     let ty = component.component_type();
     for (name, _) in ty.imports(engine) {
-        if !name.starts_with(ALLOWED_IMPORT_PREFIX) {
+        if !name.starts_with(ALLOWED_IMPORT_PREFIX) && !crate::wasi::answers(name) {
             return Err(ModuleError::ForbiddenImport {
                 import: name.to_owned(),
                 hint: hint_for(name),
@@ -94,6 +84,14 @@ pub(crate) fn check_component(
         return Err(ModuleError::WrongRunSignature { found });
     }
     Ok(())
+}
+
+/// Whether the component imports any `wasi:*` interface (answered by [`crate::wasi`]).
+pub(crate) fn imports_wasi(engine: &wasmtime::Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("wasi:"))
 }
 
 /// The `run` export as [`describe`] writes it.

@@ -9,13 +9,15 @@
 //! 3. Wrap each core module into a component with `wit-component`, skipping the wrap when the
 //!    core module's SHA-256 is the one wrapped last time.
 //!
-//! Used by the tests' `build.rs` and by `weft build`.
+//! Used by the tests' `build.rs` and by `weft build`. Python projects: [`python`].
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
+
+pub mod python;
 
 /// The Rust target guests compile to.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -50,6 +52,8 @@ pub enum BuildError {
         "cannot wrap `{core}` into a component: {reason}; does the crate use weft-sdk's `workflow!`?"
     )]
     Componentize { core: PathBuf, reason: String },
+    #[error("cannot build the Python workflow in `{project}`: {reason}")]
+    Python { project: PathBuf, reason: String },
     #[error("{what} `{path}`: {error}")]
     Io {
         what: &'static str,
