@@ -9,7 +9,7 @@ fn main() {
         .parent()
         .expect("tests/ is inside the repository");
     let guests = root.join("guest-examples");
-    for path in ["guest-examples", "sdk", "wit", "python/src/weft"] {
+    for path in ["guest-examples", "sdk", "wit"] {
         println!("cargo:rerun-if-changed={}", root.join(path).display());
     }
     for var in [
@@ -44,7 +44,6 @@ fn main() {
         ));
     }
     code.push_str(&python_guests(
-        root,
         &guests.join("python"),
         &target_dir.join("python"),
     ));
@@ -52,9 +51,9 @@ fn main() {
 }
 
 /// Builds every Python guest (a folder with an `app.py`, or a `pyproject.toml` naming its
-/// workflow class) under `dir` with componentize-py, the `weft` package importable,
+/// workflow class) under `dir` with componentize-py
 /// and returns one constant per guest (`PY_WASI_PROBE`, ...).
-fn python_guests(root: &std::path::Path, dir: &std::path::Path, out: &std::path::Path) -> String {
+fn python_guests(dir: &std::path::Path, out: &std::path::Path) -> String {
     use weft_guest_build::python;
     let mut projects: Vec<PathBuf> = std::fs::read_dir(dir)
         .map(|entries| entries.filter_map(|e| e.ok().map(|e| e.path())).collect())
@@ -68,14 +67,8 @@ fn python_guests(root: &std::path::Path, dir: &std::path::Path, out: &std::path:
         .unwrap_or_else(|e| panic!("installing componentize-py for the Python guests: {e}"));
     let mut code = String::new();
     for project in projects {
-        let component = python::build_python(
-            &componentize_py,
-            &project,
-            &[&root.join("python").join("src")],
-            &root.join("wit"),
-            out,
-        )
-        .unwrap_or_else(|e| panic!("building the Python guest {}: {e}", project.display()));
+        let component = python::build_python(&componentize_py, &project, &[], out)
+            .unwrap_or_else(|e| panic!("building the Python guest {}: {e}", project.display()));
         let name = project
             .file_name()
             .and_then(|n| n.to_str())

@@ -243,3 +243,94 @@ fn waiting_on_nothing_durable_fails_the_run_saying_what_to_wait_on() {
         error.message
     );
 }
+
+fn triage_harness(engine: &Engine, mode: ResumeMode) -> Harness {
+    let mut h = harness(engine);
+    h.register("MlPipeline", load(engine, weft_tests::PY_ML_PIPELINE))
+        .mode(mode)
+        .activity(
+            "normalize",
+            |tickets: Vec<String>| -> Result<Vec<String>, ErrorInfo> {
+                Ok(tickets.iter().map(|t| t.trim().to_lowercase()).collect())
+            },
+        )
+        .activity("classify", |input: Value| -> Result<Value, ErrorInfo> {
+            let text = input["text"].as_str().unwrap_or_default();
+            Ok(if text.contains("refund") {
+                j!({"label": "billing", "score": 0.9})
+            } else {
+                j!({"label": "billing", "score": 0.1})
+            })
+        });
+    h
+}
+
+#[test]
+fn the_ml_triage_pipeline_in_python_routes_by_model_then_by_human_review() {
+    let engine = engine();
+    let input = j!({
+        "tickets": ["  I want a REFUND  ", "the app crashes"],
+        "labels": [{"name": "billing", "description": "money"}, {"name": "bug", "description": "defects"}],
+        "review_timeout_ms": 60000,
+    });
+    let mut outcomes = Vec::new();
+    for mode in [ResumeMode::KeepInstance, ResumeMode::ReplayEachActivation] {
+        let mut h = triage_harness(&engine, mode);
+        h.signal("review", json(j!({"ticket": 1, "label": "bug"})), 1000);
+        let report = h
+            .run("MlPipeline", "triage-1", json(input.clone()))
+            .expect("runs");
+        outcomes.push(output(&report.outcome));
+    }
+    assert_eq!(outcomes[0], outcomes[1]);
+    let out = &outcomes[0];
+    assert_eq!(out["routes"][0]["text"], j!("i want a refund"));
+    assert_eq!(out["routes"][0]["decided_by"], j!("model"));
+    assert_eq!(out["routes"][1]["label"], j!("bug"));
+    assert_eq!(out["routes"][1]["decided_by"], j!("human"));
+    assert_eq!(out["queues"], j!({"billing": [0], "bug": [1]}));
+
+    // No review before the window closes: the unsure ticket waits for a human.
+    let mut h = triage_harness(&engine, ResumeMode::KeepInstance);
+    let report = h.run("MlPipeline", "triage-2", json(input)).expect("runs");
+    let out = output(&report.outcome);
+    assert_eq!(out["routes"][1]["label"], j!("needs-human"));
+    assert_eq!(out["routes"][1]["decided_by"], j!("timeout"));
+}
+
+#[test]
+fn random_choice_in_a_workflow_takes_the_same_branches_on_replay() {
+    let engine = engine();
+    let module = load(&engine, weft_tests::PY_COIN_FLIP);
+    let mut runs = Vec::new();
+    for mode in [ResumeMode::KeepInstance, ResumeMode::ReplayEachActivation] {
+        let mut h = harness(&engine);
+        h.register("CoinFlip", module.clone()).mode(mode);
+        let report = h.run("CoinFlip", "flips", json(j!(8))).expect("runs");
+        let out = output(&report.outcome);
+        let slept: Vec<bool> = serde_json::from_value(out["slept"].clone()).unwrap();
+        let heads = slept.iter().filter(|s| **s).count();
+        // Each head is one durable 10 s timer, in workflow time.
+        assert_eq!(out["seconds"], j!((heads * 10) as f64), "{out}");
+        assert_eq!(
+            kinds(report.history())
+                .iter()
+                .filter(|k| **k == "TimerStarted")
+                .count(),
+            heads
+        );
+        runs.push((slept, report.history().clone()));
+    }
+    assert_eq!(runs[0].0, runs[1].0);
+    assert!(
+        runs[0].0.contains(&true) && runs[0].0.contains(&false),
+        "{:?}",
+        runs[0].0
+    );
+    let report = replay(&engine, &module, runs[0].1.clone()).expect("replays");
+    assert!(
+        matches!(report.verdict, ReplayVerdict::Clean),
+        "{:?}",
+        report.verdict
+    );
+}

@@ -45,6 +45,20 @@ class SdkProbe:
             return [first, second]
         if what == "child":
             return await workflow.execute_child_workflow("SdkProbe", {"case": "leaf"}, id="leaf-1")
+        if what == "nap":
+            # Asleep across a server crash, then an activity on the hello workers' queue.
+            await asyncio.sleep(case.get("seconds", 2))
+            return await workflow.execute_activity(
+                "compose_greeting",
+                Greeting("Hello", workflow.info().workflow_id),
+                task_queue="hello-activity-task-queue",
+                start_to_close_timeout=timedelta(seconds=10),
+            )
+        if what == "rust-child":
+            # A Rust child (the hello-activity example) of this Python parent.
+            return await workflow.execute_child_workflow(
+                "GreetingWorkflow", "from Python", id=workflow.info().workflow_id + "-child"
+            )
         if what == "leaf":
             return "leaf of " + workflow.info().workflow_id
         if what == "continue":

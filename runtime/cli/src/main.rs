@@ -75,13 +75,14 @@ enum Command {
     Token(admin_cmd::TokenCommand),
     /// The audit log: module uploads, terminations, token changes, refused tokens.
     Audit(admin_cmd::AuditArgs),
-    /// Build a workflow crate (or a workspace of them) into Wasm components.
+    /// Build a workflow crate (or a workspace of them), or a Python workflow project (a
+    /// pyproject.toml with `[tool.weft] workflow = "module:Class"`), into Wasm components.
     Build {
-        /// The crate or workspace directory.
+        /// The crate, workspace or Python project directory.
         #[arg(default_value = ".")]
         path: PathBuf,
         /// Where to write the components (default: <path>/target/components, or
-        /// <path>/target/components/debug with --debug).
+        /// <path>/target/components/debug with --debug; <path>/build for Python).
         #[arg(long)]
         out: Option<PathBuf>,
         /// Build with cargo's dev profile and keep DWARF in the components, so that guest

@@ -18,7 +18,7 @@ pub struct ServerArgs {
     /// sweep_interval_ms, fuel_per_activation, max_memory_mib, metrics, otlp_endpoint, auth,
     /// insecure, tls_cert, tls_key, tls_client_ca, max_history_events, max_pending_activities,
     /// max_pending_timers, max_pending_children, starts_per_second_per_token,
-    /// module_compile_timeout_ms, max_module_versions, [[client_certs]]. Flags
+    /// module_compile_timeout_ms, max_module_versions, compiled_cache, [[client_certs]]. Flags
     /// and env vars override it.
     #[arg(long, env = "WEFT_CONFIG")]
     config: Option<PathBuf>,
@@ -62,6 +62,10 @@ pub struct ServerArgs {
     /// Require client certificates signed by this PEM CA (mutual TLS).
     #[arg(long, env = "WEFT_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// Keep compiled workflow components here, so that a restart does not compile them again
+    /// (a Python module takes seconds) [default: ~/.cache/weft/compiled].
+    #[arg(long, env = "WEFT_COMPILED_CACHE")]
+    compiled_cache: Option<PathBuf>,
 }
 
 /// The config file. Unknown keys are an error, so a typo does not go unnoticed.
@@ -90,6 +94,7 @@ struct ConfigFile {
     starts_per_second_per_token: Option<f64>,
     module_compile_timeout_ms: Option<u64>,
     max_module_versions: Option<usize>,
+    compiled_cache: Option<PathBuf>,
     /// `[[client_certs]]` tables: common_name, role, queues, types.
     #[serde(default)]
     client_certs: Vec<weft_server::auth::CertRole>,
@@ -113,6 +118,11 @@ fn resolve(args: ServerArgs) -> anyhow::Result<(SocketAddr, ServerConfig)> {
         None => DEFAULT_LISTEN.parse()?,
     };
     let mut engine = defaults.engine.clone();
+    engine.compiled_cache_dir = Some(
+        args.compiled_cache
+            .or(file.compiled_cache)
+            .unwrap_or_else(|| weft_guest_build::python::cache_dir().join("compiled")),
+    );
     if let Some(fuel) = file.fuel_per_activation {
         engine.fuel_per_activation = fuel;
     }
@@ -227,6 +237,7 @@ mod tests {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            compiled_cache: None,
         }
     }
 

@@ -23,6 +23,66 @@ pub const COMPONENTIZE_PY_VERSION: &str = "0.25.1";
 pub const COMPONENTIZE_PY_ENV: &str = "WEFT_COMPONENTIZE_PY";
 /// The WIT world a Python workflow implements.
 const WORLD: &str = "workflow";
+
+/// weft's WIT, built into this crate: a Python build needs no checkout of the repository.
+const WIT: &[(&str, &str)] = &[("workflow.wit", include_str!("../../../wit/workflow.wit"))];
+
+/// The part of the `weft` Python package that runs inside a component (pure Python, no
+/// gRPC), built into this crate so that a component gets the SDK that matches this host.
+const SDK: &[(&str, &str)] = &[
+    (
+        "weft/__init__.py",
+        include_str!("../../../python/src/weft/__init__.py"),
+    ),
+    (
+        "weft/activity.py",
+        include_str!("../../../python/src/weft/activity.py"),
+    ),
+    (
+        "weft/converter.py",
+        include_str!("../../../python/src/weft/converter.py"),
+    ),
+    (
+        "weft/workflow.py",
+        include_str!("../../../python/src/weft/workflow.py"),
+    ),
+];
+
+/// Writes `files` under `dir/NAME-HASH/` (once per content) and returns that directory.
+fn materialize(dir: &Path, name: &str, files: &[(&str, &str)]) -> Result<PathBuf, BuildError> {
+    let mut hasher = Sha256::new();
+    for (path, text) in files {
+        hasher.update(path.as_bytes());
+        hasher.update(text.len().to_le_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let hash = hex::encode(hasher.finalize());
+    let root = dir.join(format!("{name}-{}", &hash[..16]));
+    if root.is_dir() {
+        return Ok(root);
+    }
+    let partial = dir.join(format!(
+        "{name}-{}.partial-{}",
+        &hash[..16],
+        std::process::id()
+    ));
+    for (path, text) in files {
+        let file = partial.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent).map_err(io_error("create", parent))?;
+        }
+        std::fs::write(&file, text).map_err(io_error("write", &file))?;
+    }
+    if std::fs::rename(&partial, &root).is_err() && !root.is_dir() {
+        return Err(BuildError::Io {
+            what: "rename",
+            path: partial,
+            error: std::io::Error::other("could not move the files into place"),
+        });
+    }
+    let _ = std::fs::remove_dir_all(&partial);
+    Ok(root)
+}
 /// The module a Python workflow project's `WitWorld` class lives in (`app.py`).
 pub const APP_MODULE: &str = "app";
 
@@ -93,6 +153,23 @@ pub fn find_componentize_py() -> Result<PathBuf, BuildError> {
         .arg(format!("componentize-py=={COMPONENTIZE_PY_VERSION}")))?;
     std::fs::write(&done, COMPONENTIZE_PY_VERSION).map_err(io_error("write", &done))?;
     Ok(exe)
+}
+
+/// The `site-packages` of the project's virtual environment (`VIRTUAL_ENV`, else
+/// `PROJECT/.venv`), so that its pure-Python dependencies can be imported by the workflow.
+pub fn project_site_packages(project: &Path) -> Vec<PathBuf> {
+    let venv = std::env::var_os("VIRTUAL_ENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| project.join(".venv"));
+    let Ok(entries) = std::fs::read_dir(venv.join("lib")) else {
+        return Vec::new();
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path().join("site-packages")))
+        .filter(|p| p.is_dir())
+        .collect();
+    found.sort();
+    found
 }
 
 /// Every `.py` file under `dir`, sorted, for the cache key.
@@ -207,16 +284,19 @@ fn app_shim(module: &str, class: &str) -> String {
     )
 }
 
-/// Builds the Python project in `project` with the packages in `python_path` importable
-/// (the directory holding the `weft` package, for SDK projects), against the WIT in `wit`,
-/// into `out_dir/NAME-KEY.wasm`; a build whose sources are unchanged is reused.
+/// Builds the Python project in `project` against weft's WIT, with weft's workflow SDK and
+/// then the packages in `python_path` importable, into `out_dir/NAME-KEY.wasm`; a build whose
+/// sources are unchanged is reused.
 pub fn build_python(
     componentize_py: &Path,
     project: &Path,
     python_path: &[&Path],
-    wit: &Path,
     out_dir: &Path,
 ) -> Result<PathBuf, BuildError> {
+    std::fs::create_dir_all(out_dir).map_err(io_error("create", out_dir))?;
+    let wit = materialize(out_dir, "wit", WIT)?;
+    let sdk = materialize(out_dir, "weft-sdk", SDK)?;
+    let wit = wit.as_path();
     let entry = detect(project)?.ok_or_else(|| BuildError::NothingToBuild {
         path: project.to_owned(),
     })?;
@@ -225,8 +305,7 @@ pub fn build_python(
         .and_then(|n| n.to_str())
         .unwrap_or("workflow")
         .to_owned();
-    std::fs::create_dir_all(out_dir).map_err(io_error("create", out_dir))?;
-    let mut roots: Vec<PathBuf> = vec![project.to_owned()];
+    let mut roots: Vec<PathBuf> = vec![project.to_owned(), sdk];
     if let Entry::Workflow { module, class } = &entry {
         let shim_dir = out_dir.join(format!("{name}.entry"));
         std::fs::create_dir_all(&shim_dir).map_err(io_error("create", &shim_dir))?;
