@@ -231,8 +231,10 @@ def _retry(policy: RetryPolicy | None) -> Any:
 class _Operation(asyncio.Future[Any]):
     """A durable operation (activity, timer, child, signal) waiting for its completion.
 
-    ``cancel()`` asks the host to cancel it; the future becomes cancelled only when the host
-    says so (an operation that completed first keeps its result, as the WIT promises).
+    ``cancel()`` asks the host to cancel the operation and cancels the future at once, as
+    Temporal's default (``TRY_CANCEL``) does, so that ``Task.cancel()``, ``wait_for`` and
+    ``gather`` see the cancellation now; the operation's own completion, when it comes, is
+    consumed and dropped. Both happen at the same point of the code on replay.
     """
 
     def __init__(
@@ -251,7 +253,7 @@ class _Operation(asyncio.Future[Any]):
         if not self._weft_cancel_sent:
             self._weft_cancel_sent = True
             _require_host().cancel(self._weft_handle)
-        return True
+        return super().cancel(msg)
 
     def _weft_complete(self, completion: Any) -> None:
         if self.done():
@@ -259,8 +261,13 @@ class _Operation(asyncio.Future[Any]):
         if isinstance(completion, _types.Completion_Ok):
             if self._weft_result_type is None:
                 self.set_result(None)
+                return
+            try:
+                value = from_payload(completion.value, self._weft_result_type)
+            except Exception as error:  # the result does not fit its type: the awaiter's
+                self.set_exception(error)
             else:
-                self.set_result(from_payload(completion.value, self._weft_result_type))
+                self.set_result(value)
             return
         failure = completion.value
         if isinstance(failure, _types.Failure_Cancelled):
@@ -562,8 +569,10 @@ class _Logger:
     """The run's log: lines go to the server's log with the run's ids, once (not again when
     the run is replayed). ``print`` writes info lines too."""
 
-    def _log(self, level: str, message: str, *args: Any) -> None:
+    def _log(self, level: str, message: str, *args: Any, trace: bool = False) -> None:
         text = message % args if args else message
+        if trace:
+            text = f"{text}\n{traceback.format_exc()}"
         _require_host().log(getattr(_types.LogLevel, level), text)
 
     def debug(self, message: str, *args: Any) -> None:
@@ -579,7 +588,7 @@ class _Logger:
         self._log("ERROR", message, *args)
 
     def exception(self, message: str, *args: Any) -> None:
-        self._log("ERROR", message + "\n" + traceback.format_exc(), *args)
+        self._log("ERROR", message, *args, trace=True)
 
 
 logger = _Logger()

@@ -18,7 +18,8 @@ pub struct BenchArgs {
     /// Workflows in flight at once.
     #[arg(short = 'c', long, default_value_t = 100)]
     concurrency: usize,
-    /// The hello-activity component (one activity per workflow).
+    /// The hello-activity component (one activity per workflow): the Rust example, or the
+    /// Python port (`weft build guest-examples/python/hello-activity`).
     #[arg(
         long,
         default_value = "guest-examples/target/components/hello-activity.wasm"
@@ -169,7 +170,9 @@ async fn run(server: &crate::client_cmd::Server, args: BenchArgs) -> anyhow::Res
         "hello",
         "BenchGreeting",
         "\"World\"",
-        "default",
+        // The activity's queue too for a workflow that does not name one (Temporal's
+        // hello_activity.py ported to Python runs it on the workflow's queue).
+        "hello-activity-task-queue",
         args.workflows,
         args.concurrency,
     )

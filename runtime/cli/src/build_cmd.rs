@@ -10,7 +10,8 @@ pub fn build(
     debug: bool,
     target_dir: Option<PathBuf>,
 ) -> anyhow::Result<u8> {
-    if python::detect(path)?.is_some() {
+    // A crate with a pyproject.toml of its own (ruff settings, maturin) is still a crate.
+    if !path.join("Cargo.toml").is_file() && python::detect(path)?.is_some() {
         if debug {
             anyhow::bail!(
                 "--debug is for Rust workflows; a Python workflow's tracebacks name file:line already"

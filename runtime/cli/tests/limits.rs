@@ -194,7 +194,15 @@ async fn starts_are_rate_limited_per_token_and_module_versions_and_compile_time_
     drop(server);
 
     // A compile past its deadline is refused; the server goes on.
-    std::fs::write(&config, "module_compile_timeout_ms = 1\n").unwrap();
+    // A cache of its own: a component compiled by an earlier server loads without compiling.
+    std::fs::write(
+        &config,
+        format!(
+            "module_compile_timeout_ms = 1\ncompiled_cache = {:?}\n",
+            dir.path().join("compiled")
+        ),
+    )
+    .unwrap();
     let server = ServerProcess::start_with(
         &format!("sqlite:{}", dir.path().join("other.db").display()),
         free_port(),

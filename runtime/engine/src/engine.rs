@@ -92,6 +92,27 @@ impl std::fmt::Debug for WorkflowModule {
     }
 }
 
+/// Creates `dir` (mode 0700) if missing and says whether it is this user's alone: native code
+/// is loaded from it.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<bool> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)?;
+        let meta = std::fs::metadata(dir)?;
+        let me = std::fs::metadata("/proc/self").map(|m| m.uid()).ok();
+        Ok(me.is_none_or(|uid| uid == meta.uid()) && meta.mode() & 0o022 == 0)
+    }
+    #[cfg(not(unix))]
+    {
+        std::fs::create_dir_all(dir)?;
+        Ok(true)
+    }
+}
+
 /// Hex SHA-256 of `bytes`, as modules are named.
 pub fn module_sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
@@ -163,6 +184,19 @@ impl Engine {
         let Some(dir) = &self.inner.config.compiled_cache_dir else {
             return compile();
         };
+        match private_dir(dir) {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(dir = %dir.display(),
+                    "not using the compiled-component cache: the directory is not this user's alone (owned by another user, or writable by group or others); compiling");
+                return compile();
+            }
+            Err(error) => {
+                tracing::warn!(dir = %dir.display(), %error,
+                    "cannot create the compiled-component cache; compiling");
+                return compile();
+            }
+        }
         let settings = {
             use std::hash::{Hash, Hasher};
             let mut hasher = std::collections::hash_map::DefaultHasher::new();
@@ -171,9 +205,10 @@ impl Engine {
         };
         let path = dir.join(format!("{sha256}-{settings:016x}.cwasm"));
         if path.is_file() {
-            // SAFETY: the file is one this engine's `serialize` wrote (named by the module's
-            // SHA-256 and the engine's settings, in weft's own cache directory), and
-            // deserializing checks that it was compiled for these settings.
+            // SAFETY: the file is native code that this user's weft wrote: the directory is
+            // this user's alone (checked above: owned by us, not writable by group or
+            // others), files are written whole and renamed into place (never changed after,
+            // so the mapping stays valid), and deserializing checks the engine's settings.
             match unsafe { Component::deserialize_file(engine, &path) } {
                 Ok(component) => return Ok(component),
                 Err(error) => {
@@ -183,12 +218,16 @@ impl Engine {
         }
         let component = compile()?;
         let written = component.serialize().and_then(|compiled| {
-            std::fs::create_dir_all(dir)?;
             // Renamed into place, so that another process never reads half a file.
             static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let partial = path.with_extension(format!("partial-{}-{n}", std::process::id()));
-            std::fs::write(&partial, compiled)?;
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&partial)?;
+            std::io::Write::write_all(&mut file, &compiled)?;
+            file.sync_all()?;
             std::fs::rename(&partial, &path)?;
             Ok(())
         });

@@ -159,12 +159,21 @@ fn after_call<R>(
     result: Result<R, MachineError>,
 ) -> wasmtime::Result<R> {
     let after = shared.machine.replayed_events();
-    if call != "wait-any"
-        && after > before
-        && let Some(event) = shared.machine.history().events.get(after - 1)
-    {
-        // The command just issued (live) or matched (replay): the same event either way.
-        shared.last_command_ms = shared.last_command_ms.max(event.timestamp_ms);
+    // The command just issued (live) or matched (replay): the same event either way. Only
+    // commands count: a call may move the replay cursor over deliveries too (a `patched`
+    // answered false, say), which the live run had not seen at this point.
+    let issued = shared
+        .machine
+        .history()
+        .events
+        .get(before..after)
+        .unwrap_or_default()
+        .iter()
+        .rev()
+        .find(|e| e.kind.role() == weft_history::EventRole::Command)
+        .map(|e| e.timestamp_ms);
+    if let Some(ms) = issued {
+        shared.last_command_ms = shared.last_command_ms.max(ms);
     }
     if let Some(probe) = &shared.probe {
         let events = &shared.machine.history().events;

@@ -342,6 +342,9 @@ fn io_streams(i: &mut LinkerInstance<'_, HostState>) -> wasmtime::Result<()> {
 /// What `check-write` allows per write: a guest's print arrives in pieces of at most this.
 const WRITE_BUDGET: u64 = 64 * 1024;
 
+/// The longest log line made of stdout or stderr; a longer one is split.
+const MAX_LINE_BYTES: usize = 16 * 1024;
+
 /// The most of stderr kept to quote when the guest then traps (a Python traceback).
 pub(crate) const STDERR_TAIL_BYTES: usize = 8 * 1024;
 
@@ -362,6 +365,12 @@ fn write_output(state: &HostState, stream: u32, bytes: &[u8]) {
     while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
         let line: Vec<u8> = buffer.drain(..=end).collect();
         lines.push(String::from_utf8_lossy(&line[..end]).into_owned());
+    }
+    // A line that never ends is logged in pieces: the buffer lives outside the guest's
+    // memory cap and across activations.
+    while buffer.len() >= MAX_LINE_BYTES {
+        let piece: Vec<u8> = buffer.drain(..MAX_LINE_BYTES).collect();
+        lines.push(String::from_utf8_lossy(&piece).into_owned());
     }
     for line in lines {
         emit_log(shared, level, line);

@@ -172,53 +172,44 @@ pub fn project_site_packages(project: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// Every `.py` file under `dir`, sorted, for the cache key.
-fn python_sources(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BuildError> {
+/// Every file under `dir` (but hidden ones, `__pycache__` and `build/`, where `weft build`
+/// writes), sorted, for the cache key: a data file the workflow reads at import counts too.
+fn source_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), BuildError> {
     let entries = std::fs::read_dir(dir).map_err(io_error("read", dir))?;
     let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
     for path in paths {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') || name == "__pycache__" || name == "build" {
+            continue;
+        }
         if path.is_dir() {
-            if name != "__pycache__" && !name.starts_with('.') {
-                python_sources(&path, out)?;
-            }
-        } else if name.ends_with(".py") {
+            source_files(&path, out)?;
+        } else if !name.ends_with(".wasm") && !name.ends_with(".pyc") {
             out.push(path);
         }
     }
     Ok(())
 }
 
-/// The cache key of a build: componentize-py's version, the WIT and every source file.
-fn source_key(wit: &Path, paths: &[&Path]) -> Result<String, BuildError> {
+/// The cache key of a build: componentize-py's version, the WIT, and every source file of
+/// every root by its path inside the root.
+fn source_key(wit: &Path, roots: &[&Path]) -> Result<String, BuildError> {
     let mut hasher = Sha256::new();
     hasher.update(COMPONENTIZE_PY_VERSION);
-    let mut files = Vec::new();
-    for dir in std::iter::once(wit).chain(paths.iter().copied()) {
-        let before = files.len();
-        if dir == wit {
-            let mut wits: Vec<PathBuf> = std::fs::read_dir(wit)
-                .map_err(io_error("read", wit))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "wit"))
-                .collect();
-            wits.sort();
-            files.extend(wits);
-        } else {
-            python_sources(dir, &mut files)?;
+    for root in std::iter::once(wit).chain(roots.iter().copied()) {
+        let mut files = Vec::new();
+        source_files(root, &mut files)?;
+        hasher.update(files.len().to_le_bytes());
+        for file in files {
+            let bytes = std::fs::read(&file).map_err(io_error("read", &file))?;
+            let relative = file.strip_prefix(root).unwrap_or(&file);
+            let relative = relative.as_os_str().as_encoded_bytes();
+            hasher.update(relative.len().to_le_bytes());
+            hasher.update(relative);
+            hasher.update(bytes.len().to_le_bytes());
+            hasher.update(&bytes);
         }
-        hasher.update((files.len() - before).to_le_bytes());
-    }
-    for file in files {
-        let bytes = std::fs::read(&file).map_err(io_error("read", &file))?;
-        hasher.update(
-            file.file_name()
-                .map(|n| n.as_encoded_bytes())
-                .unwrap_or(b""),
-        );
-        hasher.update(bytes.len().to_le_bytes());
-        hasher.update(&bytes);
     }
     Ok(hex::encode(hasher.finalize()))
 }
@@ -320,7 +311,7 @@ pub fn build_python(
     if component.is_file() {
         return Ok(component);
     }
-    let partial = component.with_extension("wasm.partial");
+    let partial = component.with_extension(format!("wasm.partial-{}", std::process::id()));
     let mut cmd = Command::new(componentize_py);
     cmd.arg("-d").arg(wit).args(["-w", WORLD, "componentize"]);
     for root in &roots {
