@@ -59,6 +59,12 @@ class SdkProbe:
             return await workflow.execute_child_workflow(
                 "GreetingWorkflow", "from Python", id=workflow.info().workflow_id + "-child"
             )
+        if what == "activities":
+            # `n` activities one after another: the replay benchmark's history.
+            total = 0
+            for i in range(case["n"]):
+                total += await workflow.execute_activity("step", i, result_type=int)
+            return total
         if what == "leaf":
             return "leaf of " + workflow.info().workflow_id
         if what == "continue":
