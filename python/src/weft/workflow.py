@@ -283,6 +283,10 @@ class _Operation(asyncio.Future[Any]):
             self.set_exception(ActivityError(e.kind, e.message, e.attempts))
 
 
+#: The callback `asyncio.sleep` schedules with `call_later` (on the future it awaits).
+_SET_RESULT_UNLESS_CANCELLED = getattr(asyncio.futures, "_set_result_unless_cancelled", None)
+
+
 class _Timer(asyncio.TimerHandle):
     """``call_later``'s handle, with the durable timer behind it (cancelled with it)."""
 
@@ -328,8 +332,17 @@ class _Loop(asyncio.AbstractEventLoop):
         timer.operation = op
 
         def fired(f: asyncio.Future[Any]) -> None:
-            if not f.cancelled() and not timer.cancelled():
+            if timer.cancelled():
+                return
+            if not f.cancelled():
                 self._ready.append(timer)
+                return
+            # The host cancelled the timer (the run was asked to cancel): `asyncio.sleep`
+            # waits on the future this callback would have resolved, so cancel that future,
+            # and the sleeper sees CancelledError instead of waiting for ever.
+            waiter = args[0] if args and callback is _SET_RESULT_UNLESS_CANCELLED else None
+            if isinstance(waiter, asyncio.Future) and not waiter.done():
+                waiter.cancel()
 
         op.add_done_callback(fired)
         return timer

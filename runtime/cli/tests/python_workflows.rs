@@ -150,3 +150,42 @@ fn weft_build_builds_a_python_project_and_names_a_missing_module() {
     assert!(said.contains("a syntax error"), "{said}");
     assert!(said.contains("greeter.py\", line 1"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cancelling_a_python_run_raises_cancelled_error_in_it_and_closes_it_as_cancelled() {
+    let (_dir, server, mut client) = sqlite_server().await;
+    upload(&mut client, "SdkProbe", weft_tests::PY_SDK_PROBE).await;
+    start(
+        &mut client,
+        "SdkProbe",
+        "napping",
+        r#"{"case": "nap", "seconds": 3600}"#,
+    )
+    .await;
+    // Asleep in `asyncio.sleep(3600)` once its timer is in the history.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !history(&mut client, "napping")
+        .await
+        .events
+        .iter()
+        .any(|e| e.kind.name() == "TimerStarted")
+    {
+        assert!(std::time::Instant::now() < deadline, "the run never slept");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    client
+        .cancel_workflow(weft_proto::CancelWorkflowRequest {
+            workflow_id: "napping".into(),
+            reason: "no longer needed".into(),
+        })
+        .await
+        .unwrap();
+    let r = wait_result(&mut client, "napping").await;
+    assert_eq!(r.status, RunStatus::Cancelled as i32, "{r:?}");
+    let h = history(&mut client, "napping").await;
+    let names: Vec<&str> = h.events.iter().map(|e| e.kind.name()).collect();
+    assert!(
+        names.contains(&"RunCancelRequested") && !names.contains(&"ActivityScheduled"),
+        "{names:?}"
+    );
+}
