@@ -153,7 +153,7 @@ fn weft_build_builds_a_python_project_and_names_a_missing_module() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn cancelling_a_python_run_raises_cancelled_error_in_it_and_closes_it_as_cancelled() {
-    let (_dir, server, mut client) = sqlite_server().await;
+    let (_dir, _server, mut client) = sqlite_server().await;
     upload(&mut client, "SdkProbe", weft_tests::PY_SDK_PROBE).await;
     start(
         &mut client,
