@@ -72,13 +72,6 @@ fn run_case(case: &str, setup: impl Fn(&mut Harness)) -> (RunOutcome, History) {
     results.swap_remove(0)
 }
 
-fn output(outcome: &RunOutcome) -> Value {
-    match outcome {
-        RunOutcome::Completed(payload) => serde_json::from_slice(&payload.0).expect("json"),
-        other => panic!("the run did not complete: {other:?}"),
-    }
-}
-
 fn kinds(history: &History) -> Vec<&'static str> {
     history.events.iter().map(|e| e.kind.name()).collect()
 }

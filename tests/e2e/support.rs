@@ -33,3 +33,13 @@ pub fn harness(engine: &Engine) -> Harness {
 pub fn json(value: serde_json::Value) -> weft_engine::weft_history::Payload {
     weft_engine::weft_history::Payload(serde_json::to_vec(&value).expect("json"))
 }
+
+/// The JSON output of a run that must have completed.
+pub fn output(outcome: &weft_engine::RunOutcome) -> serde_json::Value {
+    match outcome {
+        weft_engine::RunOutcome::Completed(payload) => {
+            serde_json::from_slice(&payload.0).expect("json")
+        }
+        other => panic!("the run did not complete: {other:?}"),
+    }
+}

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json as j};
+use serde_json::json as j;
 use weft_engine::harness::ResumeMode;
 use weft_engine::replay::{ReplayVerdict, replay};
 use weft_engine::weft_history::{ErrorInfo, EventKind, History};
@@ -39,13 +39,6 @@ fn run_probe(mode: ResumeMode, probe: &str) -> (RunOutcome, History, Vec<String>
     (report.outcome, history, logs)
 }
 
-fn completed(outcome: &RunOutcome) -> Value {
-    match outcome {
-        RunOutcome::Completed(payload) => serde_json::from_slice(&payload.0).expect("json"),
-        other => panic!("the probe did not complete: {other:?}"),
-    }
-}
-
 fn failed(outcome: RunOutcome) -> ErrorInfo {
     match outcome {
         RunOutcome::Failed(error) => error,
@@ -56,7 +49,7 @@ fn failed(outcome: RunOutcome) -> ErrorInfo {
 #[test]
 fn python_time_random_and_uuid_come_from_history_and_seed_and_replay_identically() {
     let (outcome, history, _) = run_probe(ResumeMode::KeepInstance, "all");
-    let out = completed(&outcome);
+    let out = output(&outcome);
     let start_s = START_MS as f64 / 1000.0;
     // `time.time()` is workflow time: the run's start, then 5 s later after the timer.
     assert_eq!(out["wall_before"], j!(start_s), "{out}");
@@ -78,7 +71,7 @@ fn python_time_random_and_uuid_come_from_history_and_seed_and_replay_identically
 
     // Rebuilt from history at every activation: the same answers, drawn the same way.
     let (rebuilt, rebuilt_history, _) = run_probe(ResumeMode::ReplayEachActivation, "all");
-    assert_eq!(completed(&rebuilt), out);
+    assert_eq!(output(&rebuilt), out);
     assert_eq!(rebuilt_history.events, history.events);
 
     // Offline replay of the recorded history matches every decision.
@@ -102,7 +95,7 @@ fn python_random_draws_differ_between_runs_with_different_seeds() {
         let report = h
             .run(PROBE, "probe-1", json(j!({ "probe": "all" })))
             .expect("runs");
-        outputs.push(completed(&report.outcome));
+        outputs.push(output(&report.outcome));
     }
     assert_ne!(outputs[0]["uuid"], outputs[1]["uuid"]);
     assert_ne!(outputs[0]["random"], outputs[1]["random"]);
@@ -177,7 +170,7 @@ fn a_socket_fails_the_run_naming_the_call_and_the_activity_to_use() {
 #[test]
 fn open_finds_no_file_inside_the_guest() {
     let (outcome, _, _) = run_probe(ResumeMode::KeepInstance, "open");
-    assert_eq!(completed(&outcome), j!({ "error": "FileNotFoundError" }));
+    assert_eq!(output(&outcome), j!({ "error": "FileNotFoundError" }));
 }
 
 #[test]
@@ -211,7 +204,7 @@ fn a_compiled_component_is_kept_on_disk_and_a_damaged_copy_is_compiled_again() {
         .run(PROBE, "probe-1", json(j!({ "probe": "open" })))
         .unwrap();
     assert_eq!(
-        completed(&report.outcome),
+        output(&report.outcome),
         j!({ "error": "FileNotFoundError" })
     );
 
